@@ -1,0 +1,211 @@
+"""Field types shared by catalog entries: names, references, URLs, checksums, sizes, paths.
+
+Each type validates one textual convention and says, when it fails, what a valid value
+looks like. They stay plain strings once validated so that entries round-trip unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, WithJsonSchema
+
+ENTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+PART_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+REF_PATTERN = r"^[a-z0-9][a-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?$"
+CHECKSUM_PATTERN = r"^(md5:[0-9a-fA-F]{32}|sha256:[0-9a-fA-F]{64}|unpublished)$"
+SIZE_TEXT_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)([Bb]?)\s*$"
+
+UNPUBLISHED = "unpublished"
+_HEX_LENGTHS = {"md5": 32, "sha256": 64}
+
+
+def _check_entry_name(value: str) -> str:
+    if not re.match(ENTRY_NAME_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not a valid entry name: use lowercase letters, digits, '.', '_' and '-'"
+        )
+    return value
+
+
+def _check_part_name(value: str) -> str:
+    if not re.match(PART_NAME_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _check_ref(value: str) -> str:
+    if not re.match(REF_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not a valid reference: write 'entry' or 'entry:part', where part "
+            "names a source or subset of that entry"
+        )
+    return value
+
+
+EntryName = Annotated[
+    str,
+    AfterValidator(_check_entry_name),
+    WithJsonSchema({"type": "string", "pattern": ENTRY_NAME_PATTERN}),
+]
+PartName = Annotated[
+    str,
+    AfterValidator(_check_part_name),
+    WithJsonSchema({"type": "string", "pattern": PART_NAME_PATTERN}),
+]
+Ref = Annotated[
+    str,
+    AfterValidator(_check_ref),
+    WithJsonSchema({"type": "string", "pattern": REF_PATTERN}),
+]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed ``entry`` or ``entry:part`` reference."""
+
+    entry: str
+    part: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        entry, _, part = text.partition(":")
+        return cls(entry, part or None)
+
+
+def _url_checker(schemes: frozenset[str]):
+    def check(value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in schemes:
+            allowed = ", ".join(sorted(schemes))
+            raise ValueError(f"{value!r} is not a URL with one of the schemes {allowed}")
+        if parts.scheme != "file" and not parts.netloc:
+            raise ValueError(f"{value!r} has no host")
+        if any(ch.isspace() for ch in value):
+            raise ValueError(f"{value!r} contains white space; percent-encode it")
+        return value
+
+    return check
+
+
+WebUrl = Annotated[
+    str,
+    AfterValidator(_url_checker(frozenset({"http", "https"}))),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://"}),
+]
+SourceUrl = Annotated[
+    str,
+    AfterValidator(_url_checker(frozenset({"http", "https", "s3", "file"}))),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": "^(https?|s3|file)://"}),
+]
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A published digest: ``algorithm`` is ``md5`` or ``sha256``, ``hexdigest`` lowercase."""
+
+    algorithm: str
+    hexdigest: str
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hexdigest}"
+
+
+def parse_checksum(text: str) -> Checksum | None:
+    """The digest written as ``md5:<hex>`` or ``sha256:<hex>``; None for ``unpublished``."""
+    if text == UNPUBLISHED:
+        return None
+    algorithm, _, digest = text.partition(":")
+    return Checksum(algorithm, digest.lower())
+
+
+def _check_checksum(value: str) -> str:
+    if value == UNPUBLISHED:
+        return value
+    algorithm, sep, digest = value.partition(":")
+    expected = _HEX_LENGTHS.get(algorithm)
+    if not sep or expected is None:
+        raise ValueError(
+            f"{value!r} is not a checksum: write 'md5:<32 hex digits>', "
+            "'sha256:<64 hex digits>', or 'unpublished' when the source publishes none"
+        )
+    if len(digest) != expected or not re.fullmatch(r"[0-9a-fA-F]+", digest):
+        raise ValueError(
+            f"{algorithm} digest {digest!r} is malformed: expected {expected} hex digits, "
+            f"got {len(digest)} characters"
+        )
+    return f"{algorithm}:{digest.lower()}"
+
+
+ChecksumText = Annotated[
+    str,
+    AfterValidator(_check_checksum),
+    WithJsonSchema({"type": "string", "pattern": CHECKSUM_PATTERN}),
+]
+
+_SIZE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_BINARY_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def approximate_bytes(size_text: str) -> int:
+    """The byte count a published size such as ``2.3Mb``, ``5.6G`` or ``1.5 GiB`` stands for.
+
+    Guides write "Mb" for megabytes, so a lowercase ``b`` is read as bytes, not bits.
+    """
+    match = re.match(SIZE_TEXT_PATTERN, size_text)
+    if match is None:
+        raise ValueError(f"{size_text!r} is not a size such as '2.3Mb', '5.6G' or '1.5 GiB'")
+    number, prefix, binary, _ = match.groups()
+    scale = (_BINARY_UNITS if binary else _SIZE_UNITS)[prefix]
+    return round(float(number) * scale)
+
+
+def _check_size_text(value: str) -> str:
+    approximate_bytes(value)
+    return value
+
+
+SizeText = Annotated[
+    str,
+    AfterValidator(_check_size_text),
+    WithJsonSchema({"type": "string", "pattern": SIZE_TEXT_PATTERN}),
+]
+
+
+def _check_relative_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or value.startswith("~"):
+        raise ValueError(f"{value!r} must be a relative path inside the dataset root")
+    if ".." in path.parts:
+        raise ValueError(f"{value!r} must not contain '..'")
+    if "\\" in value:
+        raise ValueError(f"{value!r} must use '/' as separator")
+    return value
+
+
+RelativePath = Annotated[
+    str,
+    AfterValidator(_check_relative_path),
+    WithJsonSchema({"type": "string", "pattern": r"^(?![/~])(?!.*(^|/)\.\.(/|$))[^\\]+$"}),
+]
+
+
+def _check_file_name(value: str) -> str:
+    _check_relative_path(value)
+    if "/" in value:
+        raise ValueError(f"{value!r} must be a file name without directories")
+    return value
+
+
+FileName = Annotated[
+    str,
+    AfterValidator(_check_file_name),
+    WithJsonSchema({"type": "string", "pattern": r"^[^/\\~][^/\\]*$"}),
+]

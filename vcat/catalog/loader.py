@@ -1,0 +1,179 @@
+"""Find catalog entry files, parse them, and validate each against the schema.
+
+Loading never stops at the first bad file: each file either becomes an ``Entry`` or adds
+``Problem``s naming its path and line, and the rest of the catalog still loads.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from vcat.catalog.fields import ENTRY_NAME_PATTERN
+from vcat.catalog.schema import (
+    ENTRY_MODELS,
+    KIND_FOLDERS,
+    DatasetEntry,
+    EntryKind,
+    ModelEntry,
+    Strict,
+)
+from vcat.catalog.yaml_source import LineMap, Location, load_yaml
+from vcat.problems import CatalogError, Problem, Severity
+
+ENTRY_SUFFIX = ".yaml"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A validated catalog entry and where each of its values was written."""
+
+    name: str
+    kind: EntryKind
+    path: Path
+    spec: DatasetEntry | ModelEntry
+    lines: LineMap = field(repr=False, compare=False)
+
+    def line(self, *loc: str | int) -> int:
+        return self.lines.line_of(loc)
+
+    def problem(self, loc: Location, message: str, severity: Severity = Severity.ERROR) -> Problem:
+        return Problem(self.path, self.lines.line_of(loc), severity, message)
+
+
+@dataclass
+class Catalog:
+    """Every entry that loaded, plus the problems of those that did not."""
+
+    entries: list[Entry]
+    problems: list[Problem]
+
+    def by_name(self) -> dict[str, Entry]:
+        """Entries keyed by name; on duplicate names the first file (sorted by path) wins."""
+        result: dict[str, Entry] = {}
+        for entry in self.entries:
+            result.setdefault(entry.name, entry)
+        return result
+
+    def get(self, name: str) -> Entry:
+        """The entry called ``name``; ``KeyError`` with close names when there is none."""
+        entries = self.by_name()
+        if name in entries:
+            return entries[name]
+        close = difflib.get_close_matches(name, entries, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"no catalog entry named {name!r}.{hint}")
+
+    def of_kind(self, kind: EntryKind | None) -> list[Entry]:
+        return [e for e in self.entries if kind is None or e.kind == kind]
+
+
+def find_entry_files(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
+    """Entry files under ``paths``: catalog roots, ``datasets``/``models`` folders, or files."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            folders = [path] if path.name in KIND_FOLDERS else [path / f for f in KIND_FOLDERS]
+            for folder in folders:
+                if folder.is_dir():
+                    files.extend(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            problems.append(Problem(path, 1, Severity.ERROR, "no such file or folder"))
+    return sorted(set(files)), problems
+
+
+def load_catalog(paths: Sequence[Path]) -> Catalog:
+    """Load every entry under ``paths``; bad files become problems, not exceptions."""
+    files, problems = find_entry_files(paths)
+    entries: list[Entry] = []
+    for path in files:
+        try:
+            entries.append(load_entry(path))
+        except CatalogError as exc:
+            problems.extend(exc.problems)
+    return Catalog(entries=entries, problems=problems)
+
+
+def load_entry(path: Path) -> Entry:
+    """Load one entry file; raise ``CatalogError`` with every problem when it is invalid."""
+    kind = KIND_FOLDERS.get(path.parent.name)
+    if kind is None:
+        raise CatalogError(
+            path,
+            1,
+            "cannot tell whether this is a dataset or a model: put it in a folder "
+            "named 'datasets' or 'models'",
+        )
+    if path.suffix != ENTRY_SUFFIX:
+        raise CatalogError(path, 1, f"entry files end in {ENTRY_SUFFIX!r}; rename it")
+    name = path.stem
+    if not re.match(ENTRY_NAME_PATTERN, name):
+        raise CatalogError(
+            path,
+            1,
+            f"file name {name!r} is not a valid entry name: use lowercase letters, "
+            "digits, '.', '_' and '-'",
+        )
+    document = load_yaml(path)
+    if not isinstance(document.data, dict):
+        raise CatalogError(path, 1, "an entry must be a YAML mapping of keys to values")
+    model = ENTRY_MODELS[kind]
+    try:
+        spec = model.model_validate(document.data)
+    except ValidationError as exc:
+        raise CatalogError.of(
+            [
+                Problem(path, document.lines.line_of(err["loc"]), Severity.ERROR, describe(err))
+                for err in exc.errors(include_url=False)
+            ]
+        ) from exc
+    assert isinstance(spec, DatasetEntry | ModelEntry)
+    return Entry(name=name, kind=kind, path=path, spec=spec, lines=document.lines)
+
+
+def describe(error: Any) -> str:
+    """A one-line message for a pydantic error, in terms of the YAML the user wrote."""
+    loc = [part for part in error["loc"] if isinstance(part, int) or "[" not in part]
+    where = format_location(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        parent = format_location(loc[:-1])
+        close = difflib.get_close_matches(key, known_keys(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key {key!r}" + (f" in {parent}" if parent else "") + hint
+    if kind == "missing":
+        parent = format_location(loc[:-1])
+        return f"missing required key {str(loc[-1])!r}" + (f" in {parent}" if parent else "")
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def format_location(loc: Iterable[str | int]) -> str:
+    """``('sources', 2, 'url')`` -> ``sources[2].url``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+@cache
+def known_keys() -> frozenset[str]:
+    """Every key any catalog model accepts, for did-you-mean hints."""
+    keys: set[str] = set()
+    pending: list[type[BaseModel]] = [Strict]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        keys.update(cls.model_fields)
+    return frozenset(keys)

@@ -1,0 +1,221 @@
+"""`vcat catalog ...`: list, show, lint and document the catalog.
+
+The ``--json`` outputs are a stable interface (documented in docs/cli-json.md): a
+``format`` key names the layout and its version, and fields are only ever added.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from vcat.catalog.docs import render_entry, render_pages
+from vcat.catalog.lint import has_errors, lint_catalog
+from vcat.catalog.loader import Catalog, Entry, load_catalog
+from vcat.catalog.schema import DatasetEntry
+from vcat.catalog.schema_export import render_schemas
+from vcat.generated import stale_files, write_folder
+from vcat.problems import Severity, display_path
+from vcat.project import ProjectNotFound, default_catalog_dir
+
+LIST_FORMAT = "vcat.catalog.list/1"
+ENTRY_FORMAT = "vcat.catalog.entry/1"
+
+app = typer.Typer(
+    help="Read, check and document the catalog of datasets and models.",
+    no_args_is_help=True,
+)
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+class KindChoice(StrEnum):
+    dataset = "dataset"
+    model = "model"
+
+
+CatalogOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalog",
+        help="Catalog folder (default: $VCAT_CATALOG, else catalog/ of the enclosing project).",
+        file_okay=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli-json.md).")]
+
+
+def _catalog_dir(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    try:
+        return default_catalog_dir()
+    except ProjectNotFound as exc:
+        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _load(catalog_dir: Path | None) -> Catalog:
+    catalog = load_catalog([_catalog_dir(catalog_dir)])
+    if catalog.problems:
+        stderr.print(
+            f"[yellow]{len(catalog.problems)} problem(s) kept some entries from loading; "
+            "run `vcat catalog lint` to see them.[/yellow]"
+        )
+    return catalog
+
+
+@app.command("list")
+def list_entries(
+    kind: Annotated[KindChoice | None, typer.Option(help="Only entries of this kind.")] = None,
+    as_json: JsonOption = False,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """List catalog entries."""
+    entries = sorted(_load(catalog_dir).of_kind(kind), key=lambda e: (e.kind, e.name))
+    if as_json:
+        payload = {"format": LIST_FORMAT, "entries": [_summary(e) for e in entries]}
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    table = Table("name", "kind", "title", "access", "licence", "redistribution", "files")
+    for entry in entries:
+        summary = _summary(entry)
+        table.add_row(
+            entry.name,
+            entry.kind,
+            entry.spec.title,
+            summary["access"],
+            summary["licence"],
+            summary["redistribution"],
+            str(len(summary["files"])),
+        )
+    stdout.print(table)
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Entry name, as in `vcat catalog list`.")],
+    as_json: JsonOption = False,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """Show one entry: what it is, its licence, how to obtain it, its files and subsets."""
+    catalog = _load(catalog_dir)
+    try:
+        entry = catalog.get(name)
+    except KeyError as exc:
+        broken = [p for p in catalog.problems if p.path.stem == name]
+        for problem in broken:
+            stderr.print(problem.format(), markup=False, highlight=False)
+        stderr.print(
+            f"[red]{exc.args[0]}[/red]"
+            if not broken
+            else f"[red]entry {name!r} is invalid; fix the problems above.[/red]"
+        )
+        raise typer.Exit(1) from None
+    if as_json:
+        payload = {
+            "format": ENTRY_FORMAT,
+            **_identity(entry),
+            "entry": entry.spec.model_dump(mode="json"),
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    stdout.print(Markdown(render_entry(entry)))
+
+
+@app.command("lint")
+def lint(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Entry files, datasets/ or models/ folders, or catalog folders "
+            "(default: the project's catalog)."
+        ),
+    ] = None,
+) -> None:
+    """Check entries: schema, names, references, checksums and shared download links.
+
+    Prints one `path:line: severity: message` line per problem. Exits 1 when any is an
+    error; warnings (recorded upstream defects) do not fail.
+    """
+    catalog = load_catalog(paths or [_catalog_dir(None)])
+    problems = lint_catalog(catalog)
+    for problem in problems:
+        typer.echo(problem.format())
+    errors = sum(p.severity == Severity.ERROR for p in problems)
+    warnings = len(problems) - errors
+    summary = f"{len(catalog.entries)} entries checked: {errors} error(s), {warnings} warning(s)"
+    stderr.print(f"[red]{summary}[/red]" if errors else f"[green]{summary}[/green]")
+    if has_errors(problems):
+        raise typer.Exit(1)
+
+
+def _write_or_check(out: Path, files: dict[str, str], check: bool, what: str) -> None:
+    if check:
+        stale = stale_files(out, files)
+        if stale:
+            for name in stale:
+                typer.echo(f"{display_path(out / name)}: stale")
+            stderr.print(f"[red]{what} in {out} are out of date; regenerate them.[/red]")
+            raise typer.Exit(1)
+        stderr.print(f"[green]{what} in {out} are up to date.[/green]")
+        return
+    write_folder(out, files)
+    stderr.print(f"wrote {len(files)} files to {out}")
+
+
+@app.command("docs")
+def docs(
+    out: Annotated[
+        Path, typer.Option(help="Folder to write the Markdown pages to.", file_okay=False)
+    ],
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 if OUT is stale.")] = False,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """Write a Markdown page per entry and an index table to OUT (replacing its contents)."""
+    catalog = load_catalog([_catalog_dir(catalog_dir)])
+    if catalog.problems:
+        for problem in catalog.problems:
+            stderr.print(problem.format(), markup=False, highlight=False)
+        stderr.print("[red]refusing to write docs for a catalog with invalid entries.[/red]")
+        raise typer.Exit(1)
+    _write_or_check(out, render_pages(catalog.entries), check, "catalog pages")
+
+
+@app.command("schema")
+def schema(
+    out: Annotated[
+        Path, typer.Option(help="Folder to write the JSON Schema files to.", file_okay=False)
+    ],
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 if OUT is stale.")] = False,
+) -> None:
+    """Export the entry schemas as JSON Schema, for editors that validate YAML as you type."""
+    _write_or_check(out, render_schemas(), check, "schema files")
+
+
+def _identity(entry: Entry) -> dict[str, Any]:
+    return {"name": entry.name, "kind": entry.kind, "path": display_path(entry.path)}
+
+
+def _summary(entry: Entry) -> dict[str, Any]:
+    spec = entry.spec
+    files = [
+        {"name": source.name, "url": source.url, "checksum": source.checksum}
+        for _, source in spec.located_sources()
+    ]
+    return {
+        **_identity(entry),
+        "title": spec.title,
+        "access": spec.how_obtained(),
+        "licence": spec.licence.name,
+        "redistribution": spec.licence.redistribution,
+        "files": files,
+        "subsets": [s.name for s in spec.subsets] if isinstance(spec, DatasetEntry) else [],
+    }
