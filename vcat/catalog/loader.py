@@ -84,9 +84,18 @@ def find_entry_files(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
             files.append(path)
         elif path.is_dir():
             folders = [path] if path.name in KIND_FOLDERS else [path / f for f in KIND_FOLDERS]
+            folders = [folder for folder in folders if folder.is_dir()]
+            if not folders:
+                problems.append(
+                    Problem(
+                        path,
+                        1,
+                        Severity.ERROR,
+                        "not a catalog: expected a 'datasets' or 'models' folder of entries",
+                    )
+                )
             for folder in folders:
-                if folder.is_dir():
-                    files.extend(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
+                files.extend(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
         else:
             problems.append(Problem(path, 1, Severity.ERROR, "no such file or folder"))
     return sorted(set(files)), problems

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.table import Table
+from rich.table import Column, Table
 
 from vcat.catalog.docs import render_entry, render_pages
 from vcat.catalog.lint import has_errors, lint_catalog
@@ -84,18 +84,14 @@ def list_entries(
         payload = {"format": LIST_FORMAT, "entries": [_summary(e) for e in entries]}
         typer.echo(json.dumps(payload, indent=2))
         return
-    table = Table("name", "kind", "title", "access", "licence", "redistribution", "files")
+    table = Table("kind", "title", "access", "redistribution", "files")
+    table.columns.insert(0, Column("name", no_wrap=True, style="bold"))
     for entry in entries:
         summary = _summary(entry)
         table.add_row(
-            entry.name,
-            entry.kind,
-            entry.spec.title,
-            summary["access"],
-            summary["licence"],
-            summary["redistribution"],
-            str(len(summary["files"])),
-        )
+            entry.name, entry.kind, entry.spec.title, summary["access"],
+            summary["redistribution"], str(len(summary["files"])),
+        )  # fmt: skip
     stdout.print(table)
 
 
