@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -203,3 +205,12 @@ def test_outside_a_project_says_how_to_fix_it(
     result = runner.invoke(app, ["catalog", "list"])
     assert result.exit_code == 2
     assert "VCAT_CATALOG" in result.stderr
+
+
+def test_pipeline_lock_is_current() -> None:
+    """dvc.lock matches the committed code and outputs, so `dvc repro` has nothing to do."""
+    dvc = Path(sys.executable).with_name("dvc")
+    status = subprocess.run(
+        [str(dvc), "status", "--json"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert json.loads(status.stdout) == {}, f"run `dvc repro` and commit dvc.lock: {status.stdout}"
