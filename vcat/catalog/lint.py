@@ -15,7 +15,7 @@ from vcat.catalog.fields import Reference, approximate_bytes, parse_checksum
 from vcat.catalog.loader import Catalog, Entry
 from vcat.catalog.schema import DatasetEntry, EntryKind, Source
 from vcat.catalog.yaml_source import Location
-from vcat.problems import Problem, Severity
+from vcat.problems import Problem, Severity, display_path
 from vcat.urls import download_identity
 
 #: A stated size further than this from the exact one suggests the wrong file.
@@ -66,8 +66,8 @@ def check_duplicate_names(catalog: Catalog) -> Iterator[Problem]:
         if earlier is not entry:
             yield entry.problem(
                 (),
-                f"duplicate entry name {entry.name!r}: also defined in {earlier.path}; "
-                "entry names must be unique across datasets and models",
+                f"duplicate entry name {entry.name!r}: also defined in "
+                f"{display_path(earlier.path)}; names are unique across datasets and models",
             )
 
 
