@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, WithJsonSchema
@@ -24,47 +24,31 @@ UNPUBLISHED = "unpublished"
 _HEX_LENGTHS = {"md5": 32, "sha256": 64}
 
 
-def _check_entry_name(value: str) -> str:
-    if not re.match(ENTRY_NAME_PATTERN, value):
-        raise ValueError(
-            f"{value!r} is not a valid entry name: use lowercase letters, digits, '.', '_' and '-'"
-        )
-    return value
+def _pattern_text(pattern: str, what: str) -> Any:
+    """A string type matching ``pattern``; a mismatch reads "'x' is not a valid <what>"."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise ValueError(f"{value!r} is not a valid {what}")
+        return value
+
+    return Annotated[
+        str, AfterValidator(check), WithJsonSchema({"type": "string", "pattern": pattern})
+    ]
 
 
-def _check_part_name(value: str) -> str:
-    if not re.match(PART_NAME_PATTERN, value):
-        raise ValueError(
-            f"{value!r} is not a valid name: use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit"
-        )
-    return value
-
-
-def _check_ref(value: str) -> str:
-    if not re.match(REF_PATTERN, value):
-        raise ValueError(
-            f"{value!r} is not a valid reference: write 'entry' or 'entry:part', where part "
-            "names a source or subset of that entry"
-        )
-    return value
-
-
-EntryName = Annotated[
-    str,
-    AfterValidator(_check_entry_name),
-    WithJsonSchema({"type": "string", "pattern": ENTRY_NAME_PATTERN}),
-]
-PartName = Annotated[
-    str,
-    AfterValidator(_check_part_name),
-    WithJsonSchema({"type": "string", "pattern": PART_NAME_PATTERN}),
-]
-Ref = Annotated[
-    str,
-    AfterValidator(_check_ref),
-    WithJsonSchema({"type": "string", "pattern": REF_PATTERN}),
-]
+EntryName = _pattern_text(
+    ENTRY_NAME_PATTERN, "entry name: use lowercase letters, digits, '.', '_' and '-'"
+)
+PartName = _pattern_text(
+    PART_NAME_PATTERN,
+    "name: use letters, digits, '.', '_' and '-', starting with a letter or digit",
+)
+Ref = _pattern_text(
+    REF_PATTERN,
+    "reference: write 'entry' or 'entry:part', where part names a source or subset of that entry",
+)
 
 
 @dataclass(frozen=True)
