@@ -214,3 +214,17 @@ def test_pipeline_lock_is_current() -> None:
         [str(dvc), "status", "--json"], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert json.loads(status.stdout) == {}, f"run `dvc repro` and commit dvc.lock: {status.stdout}"
+
+
+def test_show_of_an_invalid_entry_names_its_problems(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    (catalog / "datasets").mkdir(parents=True)
+    (catalog / "datasets" / "half.yaml").write_text("title: Half\ndescription: x\nlicense: MIT\n")
+    result = runner.invoke(app, ["catalog", "show", "half", "--catalog", str(catalog)])
+    assert result.exit_code == 1
+    assert "half.yaml:3: error: unknown key 'license'" in result.stderr
+    assert "entry 'half' is invalid" in result.stderr
+    listed = runner.invoke(app, ["catalog", "list", "--json", "--catalog", str(catalog)])
+    assert listed.exit_code == 0
+    assert json.loads(listed.stdout)["entries"] == []
+    assert "run `vcat catalog lint`" in listed.stderr
