@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from vcat.catalog.fields import Reference, approximate_bytes, parse_checksum
@@ -234,6 +234,6 @@ def _describe_source(located: LocatedSource) -> str:
     return f"{located.entry.name}:{located.source.name} ({where})"
 
 
-def _suggest(name: str, candidates: object) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1)  # type: ignore[call-overload]
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
