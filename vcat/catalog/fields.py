@@ -38,9 +38,6 @@ def _pattern_text(pattern: str, what: str) -> Any:
     ]
 
 
-EntryName = _pattern_text(
-    ENTRY_NAME_PATTERN, "entry name: use lowercase letters, digits, '.', '_' and '-'"
-)
 PartName = _pattern_text(
     PART_NAME_PATTERN,
     "name: use letters, digits, '.', '_' and '-', starting with a letter or digit",

@@ -34,10 +34,6 @@ def lint_catalog(catalog: Catalog) -> list[Problem]:
     return sorted(set(problems))
 
 
-def has_errors(problems: list[Problem]) -> bool:
-    return any(p.severity == Severity.ERROR for p in problems)
-
-
 @dataclass(frozen=True)
 class LocatedSource:
     entry: Entry
@@ -83,12 +79,13 @@ def check_parts(entry: Entry) -> Iterator[Problem]:
         groups["prepare"] = [(("prepare", i, "name"), s.name) for i, s in enumerate(spec.prepare)]
     for what, named in groups.items():
         seen: dict[str, Location] = {}
+        why = "; sources and subsets share one namespace" if what == "part" else ""
         for loc, name in named:
             if name in seen:
                 yield entry.problem(
                     loc,
                     f"{what} name {name!r} is used twice in this entry (first on line "
-                    f"{entry.line(*seen[name])}); sources and subsets share one namespace",
+                    f"{entry.line(*seen[name])}){why}",
                 )
             seen.setdefault(name, loc)
     for located in sources_of(entry):

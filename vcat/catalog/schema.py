@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vcat.catalog.fields import (
     ChecksumText,
-    EntryName,
     FileName,
     PartName,
     Ref,
@@ -307,5 +306,3 @@ class ModelEntry(EntryBase):
 EntryKind = Literal["dataset", "model"]
 ENTRY_MODELS: dict[EntryKind, type[EntryBase]] = {"dataset": DatasetEntry, "model": ModelEntry}
 KIND_FOLDERS: dict[str, EntryKind] = {"datasets": "dataset", "models": "model"}
-
-__all__ = ["ENTRY_MODELS", "KIND_FOLDERS", "DatasetEntry", "EntryKind", "EntryName", "ModelEntry"]

@@ -17,7 +17,7 @@ from rich.markdown import Markdown
 from rich.table import Column, Table
 
 from vcat.catalog.docs import render_entry, render_pages
-from vcat.catalog.lint import has_errors, lint_catalog
+from vcat.catalog.lint import lint_catalog
 from vcat.catalog.loader import Catalog, Entry, load_catalog
 from vcat.catalog.schema import DatasetEntry
 from vcat.catalog.schema_export import render_schemas
@@ -84,8 +84,8 @@ def list_entries(
         payload = {"format": LIST_FORMAT, "entries": [_summary(e) for e in entries]}
         typer.echo(json.dumps(payload, indent=2))
         return
-    table = Table("kind", "title", "access", "redistribution", "files")
-    table.columns.insert(0, Column("name", no_wrap=True, style="bold"))
+    name_column = Column("name", no_wrap=True, style="bold")
+    table = Table(name_column, "kind", "title", "access", "redistribution", "files")
     for entry in entries:
         summary = _summary(entry)
         table.add_row(
@@ -149,7 +149,7 @@ def lint(
     warnings = len(problems) - errors
     summary = f"{len(catalog.entries)} entries checked: {errors} error(s), {warnings} warning(s)"
     stderr.print(f"[red]{summary}[/red]" if errors else f"[green]{summary}[/green]")
-    if has_errors(problems):
+    if errors:
         raise typer.Exit(1)
 
 
