@@ -99,6 +99,11 @@ class Source(Strict):
     checksum: ChecksumText = Field(
         description="'md5:<hex>', 'sha256:<hex>', or 'unpublished' when upstream gives none."
     )
+    etag: str | None = Field(
+        None,
+        description="The server's ETag when the entry was written; a different one at fetch "
+        "time is reported as upstream_changed.",
+    )
     archive: ArchiveKind = ArchiveKind.NONE
     unpack_to: RelativePath | None = Field(
         None, description="Folder, relative to the dataset root, the file is placed or unpacked in."

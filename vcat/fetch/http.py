@@ -1,0 +1,149 @@
+"""``http(s)://`` sources: ranged, validated requests that see through Drive's pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from vcat.failures import FailureClass, FetchFailure
+from vcat.fetch.pages import MAX_PAGE_BYTES, drive_download_url, looks_like_html, read_page
+from vcat.fetch.transport import BLOCK_SIZE, BytesBody, RemoteInfo, TransientError
+
+MAX_PAGE_HOPS = 3  # confirmation pages followed before giving up
+TIMEOUT = (15.0, 60.0)  # connect, read (seconds)
+USER_AGENT = "vcat (dataset fetcher; +https://dvc.org)"
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_status(response: requests.Response, url: str) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    what = f"{url} answered HTTP {status} {response.reason or ''}".rstrip()
+    response.close()
+    if status in (401, 403, 407):
+        raise FetchFailure(FailureClass.FORBIDDEN, what)
+    if status in (404, 410):
+        raise FetchFailure(FailureClass.NOT_FOUND, what)
+    if status in _RETRY_STATUSES:
+        raise TransientError(FailureClass.UNREACHABLE, what, _retry_after(response))
+    raise FetchFailure(FailureClass.UNREACHABLE, what)
+
+
+def _raw_blocks(response: requests.Response, first: bytes) -> Iterator[bytes]:
+    if first:
+        yield first
+    try:
+        # decode_content=False: a .tar.gz served with Content-Encoding: gzip stays as served
+        yield from response.raw.stream(BLOCK_SIZE, decode_content=False)
+    except (Urllib3Error, requests.RequestException, OSError) as exc:
+        raise TransientError(FailureClass.TRUNCATED, f"connection broke: {exc}") from None
+
+
+def _first_block(response: requests.Response) -> bytes:
+    try:
+        return response.raw.read(64 * 1024, decode_content=False) or b""
+    except (Urllib3Error, requests.RequestException, OSError) as exc:
+        raise TransientError(FailureClass.TRUNCATED, f"connection broke: {exc}") from None
+
+
+def _remote_info(response: requests.Response) -> tuple[int, RemoteInfo]:
+    """(offset of the body, whole-file info) from a 200 or 206 response."""
+    etag = response.headers.get("ETag")
+    validator = (
+        etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+    )
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        if not match:
+            raise TransientError(FailureClass.UNREACHABLE, "206 answer without a Content-Range")
+        total = None if match.group(3) == "*" else int(match.group(3))
+        return int(match.group(1)), RemoteInfo(total, etag, validator)
+    length = response.headers.get("Content-Length")
+    identity = response.headers.get("Content-Encoding", "identity") == "identity"
+    size = int(length) if length and length.isdigit() else None
+    return 0, RemoteInfo(size if identity or size is not None else None, etag, validator)
+
+
+class HttpTransport:
+    """Reads http(s) URLs with one session (cookies carry Drive's confirmation)."""
+
+    def __init__(self, session: requests.Session | None = None) -> None:
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", USER_AGENT)
+
+    def open(self, url: str, offset: int, validator: str | None) -> BytesBody:
+        target, params = drive_download_url(url), {}
+        for _ in range(MAX_PAGE_HOPS + 1):
+            response = self._get(target, params, offset, validator)
+            if response.status_code == 416:
+                if not self._complete_after_416(response, offset):
+                    offset = 0  # the partial bytes are useless: restart cleanly
+                    continue
+                info = RemoteInfo(offset, response.headers.get("ETag"), validator)
+                response.close()
+                return BytesBody(info, offset, iter(()))
+            start, info = _remote_info(response)
+            first = _first_block(response) if start == 0 else b""
+            if start == 0 and self._is_page(response, first):
+                page = first + (response.raw.read(MAX_PAGE_BYTES, decode_content=False) or b"")
+                page_url = response.url
+                response.close()
+                follow = read_page(page, page_url)  # raises unless it is a confirmation step
+                target, params, offset = follow.url, follow.params, 0
+                continue
+            return BytesBody(info, start, _raw_blocks(response, first), response)
+        raise FetchFailure(
+            FailureClass.HTML_INSTEAD_OF_FILE,
+            f"{url} kept answering with confirmation pages after {MAX_PAGE_HOPS} steps",
+        )
+
+    def _get(
+        self, url: str, params: dict[str, str], offset: int, validator: str | None
+    ) -> requests.Response:
+        headers = {"Accept-Encoding": "identity"}
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-"
+            if validator:
+                headers["If-Range"] = validator
+        try:
+            response = self.session.get(
+                url, params=params, headers=headers, stream=True, timeout=TIMEOUT
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(FailureClass.UNREACHABLE, f"{url}: {exc}") from None
+        except requests.RequestException as exc:
+            raise FetchFailure(FailureClass.UNREACHABLE, f"{url}: {exc}") from None
+        if response.status_code != 416:
+            _check_status(response, url)
+        return response
+
+    @staticmethod
+    def _complete_after_416(response: requests.Response, offset: int) -> bool:
+        """Whether a 416 answer says the partial file already holds every byte."""
+        match = re.fullmatch(r"bytes \*/(\d+)", response.headers.get("Content-Range", "").strip())
+        response.close()
+        return bool(match) and int(match.group(1)) == offset
+
+    @staticmethod
+    def _is_page(response: requests.Response, first: bytes) -> bool:
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return content_type in ("text/html", "application/xhtml+xml") or looks_like_html(first)

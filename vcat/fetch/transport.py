@@ -1,0 +1,92 @@
+"""How bytes are read from a URL, whatever the scheme: the contract every transport keeps.
+
+A transport opens a URL at a byte offset and returns a ``Body``. It may start the body
+earlier than asked (at 0) when the server cannot resume or the file changed; the caller
+then restarts cleanly. Permanent failures raise ``FetchFailure``; failures worth retrying
+raise ``TransientError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from vcat.failures import FailureClass, FetchFailure
+
+BLOCK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    """What the server says about the whole file."""
+
+    size: int | None
+    etag: str | None
+    validator: str | None  # sent back to resume only if the file is unchanged
+
+
+class TransientError(FetchFailure):
+    """A failure that may go away on retry (connection reset, 5xx, 429, short body)."""
+
+    def __init__(
+        self, failure: FailureClass, reason: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(failure, reason)
+        self.retry_after = retry_after
+
+
+class Body(Protocol):
+    info: RemoteInfo
+    start: int  # offset in the file of the first byte ``chunks`` yields
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    def open(self, url: str, offset: int, validator: str | None) -> Body:
+        """The file's bytes from ``offset`` on (or from 0 when it cannot resume)."""
+        ...
+
+
+@dataclass
+class BytesBody:
+    """A body that yields blocks from an iterator and closes a resource when done."""
+
+    info: RemoteInfo
+    start: int
+    blocks: Iterator[bytes]
+    closer: object | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        return self.blocks
+
+    def close(self) -> None:
+        close = getattr(self.closer, "close", None)
+        if close is not None:
+            close()
+
+
+def scheme_of(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def transport_for(url: str) -> Transport:
+    """A new transport for ``url``'s scheme (http, https, s3 or file)."""
+    scheme = scheme_of(url)
+    if scheme in ("http", "https"):
+        from vcat.fetch.http import HttpTransport
+
+        return HttpTransport()
+    if scheme == "s3":
+        from vcat.fetch.s3 import S3Transport
+
+        return S3Transport()
+    if scheme == "file":
+        from vcat.fetch.local import LocalTransport
+
+        return LocalTransport()
+    raise FetchFailure(FailureClass.UNREACHABLE, f"no transport for {scheme!r} URLs: {url}")

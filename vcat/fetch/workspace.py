@@ -1,0 +1,137 @@
+"""The work area of one dataset root, ``<parent>/.<root name>.vcat/``, beside the root so
+renames into it are atomic, and outside it so DVC never tracks half-finished work.
+
+    partial/<source>.part(.json)   downloads in progress (resumable)
+    archives/<filename>            verified archives, kept after extraction
+    extract/<source>/              extraction in progress
+    quarantine/<source>/<stamp>/   files that failed, with reason.json
+    records/<source>.json          what the last fetch of each source established
+    lock                           held while a fetch runs
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+from vcat.failures import FetchFailure
+from vcat.fetch.download import PartialFile
+
+RecordState = Literal["verified", "fetched", "failed"]
+
+
+class FileStamp(BaseModel):
+    """Enough of a file's metadata to tell it was not touched since it was hashed."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileStamp:
+        stat = path.stat()
+        return cls(size=stat.st_size, mtime_ns=stat.st_mtime_ns, inode=stat.st_ino)
+
+
+class SourceRecord(BaseModel):
+    """What the last fetch of one source established."""
+
+    state: RecordState
+    url: str
+    checksum: str  # the catalog's checksum text at the time
+    size: int | None = None
+    digests: dict[str, str] = {}
+    etag: str | None = None
+    placed: list[str] = []  # paths under the root this source put there
+    stamp: FileStamp | None = None  # of the placed file, for non-archives
+    failure: str | None = None
+    reason: str | None = None
+    quarantined: str | None = None
+    at: str = ""
+
+
+class Busy(Exception):
+    """Another process is fetching into the same root."""
+
+
+class Workspace:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.area = root.parent / f".{root.name}.vcat"
+
+    def partial(self, source: str) -> PartialFile:
+        return PartialFile(self.area / "partial" / f"{source}.part")
+
+    def archive_path(self, filename: str) -> Path:
+        return self.area / "archives" / filename
+
+    def extract_dir(self, source: str) -> Path:
+        return self.area / "extract" / source
+
+    def record_path(self, source: str) -> Path:
+        return self.area / "records" / f"{source}.json"
+
+    def read_record(self, source: str) -> SourceRecord | None:
+        try:
+            return SourceRecord.model_validate_json(self.record_path(source).read_text())
+        except (FileNotFoundError, ValidationError):
+            return None
+
+    def write_record(self, source: str, record: SourceRecord) -> None:
+        stamped = record.model_copy(update={"at": _now()})
+        _write_atomic(self.record_path(source), stamped.model_dump_json(indent=2))
+
+    def quarantine(self, source: str, path: Path | None, failure: FetchFailure, url: str) -> Path:
+        """Move ``path`` aside with a ``reason.json``; the page of an HTML answer is kept too."""
+        folder = self.area / "quarantine" / source / _now().replace(":", "")
+        folder.mkdir(parents=True, exist_ok=True)
+        if path is not None and path.exists():
+            os.replace(path, folder / path.name)
+        page = getattr(failure, "page", None)
+        if isinstance(page, bytes):
+            (folder / "page.html").write_bytes(page)
+        reason = {
+            "failure": str(failure.failure),
+            "reason": failure.reason,
+            "advice": failure.advice,
+            "url": url,
+        }
+        _write_atomic(folder / "reason.json", json.dumps(reason, indent=2))
+        return folder
+
+    def clear_extract(self, source: str) -> None:
+        shutil.rmtree(self.extract_dir(source), ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the root's lock; raise ``Busy`` when another fetch holds it."""
+        self.area.mkdir(parents=True, exist_ok=True)
+        with (self.area / "lock").open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Busy(f"another vcat fetch is writing to {self.root}") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
