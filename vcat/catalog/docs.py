@@ -61,7 +61,7 @@ def render_entry(entry: Entry) -> str:
     lines = [GENERATED_NOTE, "", f"# {spec.title} (`{entry.name}`)", "", spec.description.strip()]
     lines += ["", *_table(["", ""], _overview_rows(entry))]
     if isinstance(spec, DatasetEntry):
-        lines += _dataset_sections(spec)
+        lines += _dataset_sections(entry.name, spec)
     else:
         lines += _model_sections(spec)
     if spec.known_issues:
@@ -93,14 +93,20 @@ def _licence(licence: Licence) -> str:
     return f"{text}. {licence.notes}" if licence.notes else text
 
 
-def _dataset_sections(spec: DatasetEntry) -> list[str]:
+def _dataset_sections(name: str, spec: DatasetEntry) -> list[str]:
     steps = [spec.access.instructions.strip()] if spec.access.instructions else []
     if spec.access.url:
         steps.append(f"Start at <{spec.access.url}>.")
     if spec.sources:
-        steps.append("Download the sources below and check each against its size and checksum.")
+        steps.append(
+            f"`vcat fetch {name}` downloads the sources below, checks each against its size and "
+            "checksum, and tracks them with DVC."
+        )
     if spec.layout is not None:
-        steps.append("The result must match the expected layout below.")
+        steps.append(
+            f"The result must match the expected layout below: `vcat verify {name} --root DIR` "
+            "checks it and remembers the root for the pipeline."
+        )
     lines = ["", "## How to obtain", "", "\n\n".join(steps)]
     lines += _sources_section("Sources", spec.sources)
     if spec.layout is not None:
