@@ -10,6 +10,7 @@ import hashlib
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -126,6 +127,11 @@ class _Handler(BaseHTTPRequestHandler):
             if route.behaviour == "drop":  # abort with a reset instead of a clean close
                 linger = struct.pack("ii", 1, 0)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            return
+        if route.behaviour == "slow":  # a large download that takes a while
+            for offset in range(0, len(body), 64 * 1024):
+                self.wfile.write(body[offset : offset + 64 * 1024])
+                time.sleep(0.01)
             return
         self.wfile.write(body)
 
