@@ -206,26 +206,28 @@ def _receive(
     return info
 
 
-def verify_file(path: Path, expected: Expected) -> dict[str, str]:
+def verify_file(path: Path, expected: Expected, name: str | None = None) -> dict[str, str]:
     """Digests of ``path`` (md5 and the catalog's algorithm) after checking size and checksum.
 
     Raises ``FetchFailure`` with truncated, oversized, checksum_mismatch, or
-    html_instead_of_file when the file is a web page.
+    html_instead_of_file when the file is a web page. ``name`` is how messages call the file
+    (default: its file name).
     """
+    name = name or path.name
     algorithms = [DVC_ALGORITHM]
     if expected.checksum is not None:
         algorithms.append(expected.checksum.algorithm)
     size = path.stat().st_size
     if expected.size is not None and size != expected.size:
         failure = FailureClass.TRUNCATED if size < expected.size else FailureClass.OVERSIZED
-        reason = f"{path.name} has {size:,} bytes; the catalog says {expected.size:,}"
+        reason = f"{name} has {size:,} bytes; the catalog says {expected.size:,}"
         raise FetchFailure(_html_or(path, failure), reason)
     digests = hash_file(path, algorithms)
     if expected.checksum is not None:
         actual = digests[expected.checksum.algorithm]
         if actual != expected.checksum.hexdigest:
             reason = (
-                f"{path.name} has {expected.checksum.algorithm} {actual}; "
+                f"{name} has {expected.checksum.algorithm} {actual}; "
                 f"the catalog says {expected.checksum.hexdigest}"
             )
             raise FetchFailure(_html_or(path, FailureClass.CHECKSUM_MISMATCH), reason)

@@ -90,12 +90,15 @@ class Workspace:
         stamped = record.model_copy(update={"at": _now()})
         _write_atomic(self.record_path(source), stamped.model_dump_json(indent=2))
 
-    def quarantine(self, source: str, path: Path | None, failure: FetchFailure, url: str) -> Path:
-        """Move ``path`` aside with a ``reason.json``; the page of an HTML answer is kept too."""
+    def quarantine(
+        self, source: str, path: Path | None, filename: str, failure: FetchFailure, url: str
+    ) -> Path:
+        """Move ``path`` aside as ``filename`` with a ``reason.json``; the page of an HTML
+        answer is kept too. Returns the quarantine folder."""
         folder = self.area / "quarantine" / source / _now().replace(":", "")
         folder.mkdir(parents=True, exist_ok=True)
         if path is not None and path.exists():
-            os.replace(path, folder / path.name)
+            os.replace(path, folder / filename)
         page = getattr(failure, "page", None)
         if isinstance(page, bytes):
             (folder / "page.html").write_bytes(page)
@@ -109,7 +112,12 @@ class Workspace:
         return folder
 
     def clear_extract(self, source: str) -> None:
-        shutil.rmtree(self.extract_dir(source), ignore_errors=True)
+        """Remove this source's extraction folders, including those of a killed run (only
+        ever called under the lock, so no other extraction can be using them)."""
+        folder = self.extract_dir(source)
+        shutil.rmtree(folder, ignore_errors=True)
+        for leftover in folder.parent.glob(f".{source}.extract-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

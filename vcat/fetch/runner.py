@@ -1,0 +1,82 @@
+"""Fetching several sources of one entry at once, with a rich progress bar per source."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from vcat.catalog.schema import Source
+from vcat.fetch.source import FetchOptions, Outcome, fetch_source
+from vcat.fetch.workspace import Workspace
+
+
+def _progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}", justify="left"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def fetch_all(
+    sources: list[Source],
+    root: Path,
+    *,
+    jobs: int = 4,
+    options: FetchOptions | None = None,
+    console: Console | None = None,
+) -> list[Outcome]:
+    """Fetch ``sources`` into ``root``, ``jobs`` at a time; outcomes in catalog order.
+
+    Holds the root's lock for the whole run (``Busy`` when another fetch holds it). On
+    Ctrl-C the workers stop at their next block, keep their bytes, and the interrupt is
+    re-raised once they have.
+    """
+    options = options or FetchOptions()
+    cancel = options.cancel or threading.Event()
+    options = replace(options, cancel=cancel)
+    workspace = Workspace(root)
+    console = console or Console(stderr=True)
+    with workspace.lock(), _progress_bar(console) as bar:
+        tasks = {s.name: bar.add_task(s.name, total=s.size, start=False) for s in sources}
+
+        def run(source: Source) -> Outcome:
+            task = tasks[source.name]
+            bar.start_task(task)
+
+            def report(phase: str, done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total, description=_label(source, phase))
+
+            outcome = fetch_source(source, workspace, options=options, progress=report)
+            bar.update(task, description=_label(source, outcome.state))
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fetch") as pool:
+            futures = [pool.submit(run, source) for source in sources]
+            try:
+                wait(futures)
+            except KeyboardInterrupt:
+                cancel.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            return [future.result() for future in futures]
+
+
+def _label(source: Source, phase: str) -> str:
+    return f"{source.name} [dim]{phase}[/dim]"
