@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vcat.cli import catalog
+from vcat.cli import catalog, verify
 
 app = typer.Typer(
     name="vcat",
@@ -13,6 +13,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(catalog.app, name="catalog")
+app.command("verify")(verify.verify)
+app.add_typer(verify.manifest_app, name="manifest")
 
 
 def main() -> None:

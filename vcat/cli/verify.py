@@ -1,0 +1,525 @@
+"""`vcat verify` and `vcat manifest build`: check data on disk against the catalog.
+
+Where the data is: ``--root DIR``, else the root remembered in ``.vcat/settings.yaml``, else
+``data/sources/<name>`` when it exists (where ``vcat fetch`` puts it). A root given to
+``vcat verify --root`` is remembered only when the check passes, so a wrong folder never
+becomes the default; ``vcat manifest build`` checks nothing and remembers nothing.
+
+Exit codes: 0 the data passed, 1 it did not, 2 the command could not run (unknown entry, no
+root, a malformed settings file or manifest). ``--json`` outputs are documented in
+docs/cli-json.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.filesize import decimal
+from rich.markdown import Markdown
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Column, Table
+
+from vcat.catalog.loader import Entry, load_catalog
+from vcat.catalog.schema import DatasetEntry
+from vcat.cli.catalog import CatalogOption, JsonOption
+from vcat.failures import FailureClass
+from vcat.problems import CatalogError, display_path
+from vcat.project import ProjectNotFound, default_catalog_dir, find_project_root
+from vcat.settings import default_root, load_settings, remember_root
+from vcat.verify.layout import LayoutReport, NoLayout, RuleStatus, check_layout
+from vcat.verify.manifest import (
+    CHECK_ADVICE,
+    STATUSES,
+    FileResult,
+    HashProgress,
+    ManifestError,
+    ManifestReport,
+    ProgressCallback,
+    TreeError,
+    build_manifest,
+    check_manifest,
+    default_manifest_name,
+)
+
+LAYOUT_FORMAT = "vcat.verify.layout/1"
+MANIFEST_FORMAT = "vcat.verify.manifest/1"
+BUILD_FORMAT = "vcat.manifest.build/1"
+MANIFESTS_DIR = Path("data") / "manifests"
+#: Failures printed per class; ``--json`` lists them all.
+SHOWN_PER_CLASS = 20
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+manifest_app = typer.Typer(
+    help="Manifests: the size and digest of every file of a dataset, to verify copies with.",
+    no_args_is_help=True,
+)
+
+
+class AlgorithmChoice(StrEnum):
+    md5 = "md5"
+    sha256 = "sha256"
+
+
+NameArgument = Annotated[str, typer.Argument(help="Entry name, as in `vcat catalog list`.")]
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="The dataset's folder (default: the remembered root, else data/sources/NAME).",
+        file_okay=False,
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="Processes that hash files (default: every core)."),
+]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _entry(name: str, catalog_dir: Path | None) -> Entry:
+    try:
+        folder = catalog_dir or default_catalog_dir()
+    except ProjectNotFound as exc:
+        _fail(str(exc))
+    catalog = load_catalog([folder])
+    try:
+        return catalog.get(name)
+    except KeyError as exc:
+        broken = [p for p in catalog.problems if p.path.stem == name]
+        for problem in broken:
+            stderr.print(problem.format(), markup=False, highlight=False)
+        _fail(f"entry {name!r} is invalid; fix the problems above" if broken else exc.args[0])
+
+
+def _root(name: str, given: Path | None) -> tuple[Path, bool]:
+    """The root to check and whether it was given on the command line."""
+    if given is not None:
+        return given, True
+    try:
+        remembered = load_settings().roots.get(name)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            stderr.print(problem.format(), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except ProjectNotFound:
+        remembered = None
+    if remembered is not None:
+        return Path(remembered), False
+    try:
+        fallback = default_root(name)
+    except ProjectNotFound:
+        fallback = None
+    if fallback is not None and fallback.is_dir():
+        return fallback, False
+    _fail(
+        f"no root is known for {name!r}: pass --root DIR, the folder that holds its data "
+        "(vcat remembers it once the check passes)"
+    )
+
+
+def _remember(name: str, root: Path, given: bool, passed: bool) -> bool:
+    """Record ``root`` for ``name`` when it was given and passed; True when this wrote it."""
+    if not (given and passed):
+        return False
+    try:
+        if load_settings().roots.get(name) == str(root.resolve()):
+            return False
+        written = remember_root(None, name, root)
+    except ProjectNotFound:
+        stderr.print("[dim]root not remembered: not inside a vcat project[/dim]")
+        return False
+    except CatalogError as exc:
+        for problem in exc.problems:
+            stderr.print(problem.format(), markup=False, highlight=False)
+        stderr.print("[yellow]root not remembered: the settings file is invalid[/yellow]")
+        return False
+    stderr.print(
+        f"remembered {escape(str(root.resolve()))} as the root of {name} "
+        f"(in {escape(display_path(written))})",
+        highlight=False,
+    )
+    return True
+
+
+def _access(entry: Entry) -> dict[str, Any] | None:
+    spec = entry.spec
+    if not isinstance(spec, DatasetEntry):
+        return None
+    return {
+        "kind": spec.access.kind,
+        "url": spec.access.url,
+        "instructions": spec.access.instructions,
+    }
+
+
+def _print_access(entry: Entry) -> None:
+    access = _access(entry)
+    if access is None:
+        return
+    stderr.print(f"\n[bold]How to obtain {entry.name}[/bold] (access: {access['kind']})")
+    if access["instructions"]:
+        stderr.print(Markdown(access["instructions"]))
+    if access["url"]:
+        stderr.print(f"See {access['url']}", highlight=False)
+    if access["kind"] == "public":
+        stderr.print(f"`vcat fetch {entry.name}` downloads its sources.", markup=False)
+
+
+def verify(
+    name: NameArgument,
+    root: RootOption = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="Check every file's size and digest against this manifest instead of the layout.",
+            dir_okay=False,
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Also fail when paths match no layout rule.")
+    ] = False,
+    workers: WorkersOption = None,
+    as_json: JsonOption = False,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """Check a dataset's tree against its catalog layout, or every file against a manifest.
+
+    Without --manifest: counts the paths each layout rule matches, and lists paths no rule
+    accounts for (extras; they fail only with --strict). With --manifest: reports each file
+    that is missing, unexpected, truncated, oversized, has another checksum, or is a saved
+    web page. Exits 0 when the data passes, 1 when not, 2 when the check cannot run. A
+    --root that passes is remembered for later commands and pipeline stages.
+    """
+    entry = _entry(name, catalog_dir)
+    folder, given = _root(name, root)
+    if manifest is not None:
+        _verify_manifest(entry, folder, given, manifest, workers, as_json)
+    else:
+        _verify_layout(entry, folder, given, strict, as_json)
+
+
+def _verify_layout(entry: Entry, root: Path, given: bool, strict: bool, as_json: bool) -> None:
+    if not isinstance(entry.spec, DatasetEntry):
+        _fail(f"{entry.name} is a model; models have no layout: check its files with --manifest")
+    try:
+        report = check_layout(root, entry.spec)
+    except NoLayout as exc:
+        _fail(f"{entry.name}: {exc}; check its files with --manifest")
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        _print_access(entry)
+        raise typer.Exit(1) from None
+    passed = report.ok and not (strict and report.extra_count)
+    remembered = _remember(entry.name, root, given, passed)
+    if as_json:
+        typer.echo(json.dumps(_layout_json(entry, report, passed, remembered), indent=2))
+    else:
+        _print_layout(entry, report, passed)
+    if not passed:
+        _print_access(entry)
+        raise typer.Exit(1)
+
+
+def _layout_json(
+    entry: Entry, report: LayoutReport, passed: bool, remembered: bool
+) -> dict[str, Any]:
+    return {
+        "format": LAYOUT_FORMAT,
+        "name": entry.name,
+        "root": display_path(report.root.resolve()),
+        "ok": passed,
+        "derived_from": report.derived_from,
+        "rules": [
+            {
+                "glob": r.spec.glob,
+                "type": r.spec.type,
+                "origin": r.spec.origin,
+                "min": r.spec.min,
+                "max": r.spec.max,
+                "expected": r.spec.expected(),
+                "found": r.found,
+                "status": r.status,
+                "description": r.spec.description,
+            }
+            for r in report.rules
+        ],
+        "extras": {
+            "count": report.extra_count,
+            "listed": [{"path": e.path, "type": e.type} for e in report.extras],
+        },
+        "errors": report.errors,
+        "scanned": {"files": report.files, "dirs": report.dirs},
+        "remembered": remembered,
+        "access": _access(entry),
+    }
+
+
+_STATUS_STYLE = {
+    RuleStatus.OK: "[green]ok[/green]",
+    RuleStatus.MISSING: "[red]missing[/red]",
+    RuleStatus.TOO_FEW: "[red]too few[/red]",
+    RuleStatus.TOO_MANY: "[red]too many[/red]",
+}
+
+
+def _print_layout(entry: Entry, report: LayoutReport, passed: bool) -> None:
+    source = "layout" if report.derived_from == "layout" else "sources (the entry has no layout)"
+    stdout.print(
+        f"[bold]{entry.name}[/bold] at {escape(display_path(report.root.resolve()))}: "
+        f"{report.files:,} files and {report.dirs:,} folders checked against its {source}",
+        highlight=False,
+    )
+    table = Table(
+        "status",
+        "type",
+        Column("glob", overflow="fold", min_width=max(len(r.spec.glob) for r in report.rules)),
+        Column("found", justify="right"),
+        "expected",
+        Column("description", ratio=1),
+        box=None,
+    )
+    for result in report.rules:
+        table.add_row(
+            _STATUS_STYLE[result.status],
+            result.spec.type,
+            escape(result.spec.glob),
+            f"{result.found:,}",
+            result.spec.expected(),
+            escape(result.spec.description or ""),
+        )
+    stdout.print(table)
+    for error in report.errors:
+        stdout.print(f"[red]unreadable:[/red] {escape(error)}", highlight=False)
+    if report.extra_count:
+        shown = len(report.extras)
+        more = f", the first {shown} listed" if shown < report.extra_count else ""
+        colour = "red" if not passed and report.ok else "yellow"
+        stdout.print(
+            f"[{colour}]{report.extra_count:,} path(s) match no rule (extras{more}):[/{colour}]"
+        )
+        for extra in report.extras:
+            suffix = "/" if extra.type == "dir" else ""
+            stdout.print(f"  {escape(extra.path)}{suffix}", highlight=False)
+    hint = _nested_root_hint(report)
+    if hint:
+        stdout.print(f"[yellow]hint:[/yellow] {escape(hint)}", highlight=False)
+    failed = sum(not r.ok for r in report.rules)
+    if passed:
+        stdout.print(f"[green]OK[/green]: {len(report.rules)} rule(s) met")
+    elif failed:
+        stdout.print(f"[red]FAILED[/red]: {failed} of {len(report.rules)} rule(s) not met")
+    else:
+        stdout.print("[red]FAILED[/red]: see the problems above")
+
+
+def _nested_root_hint(report: LayoutReport) -> str | None:
+    """A hint when nothing matched and the root holds a single folder: a level too high?"""
+    if report.ok or any(r.found for r in report.rules):
+        return None
+    if report.extra_count == 1 and report.extras[0].type == "dir":
+        inner = report.root / report.extras[0].path
+        return f"nothing matched; is the data one level down? Try --root {inner}"
+    return None
+
+
+def _verify_manifest(
+    entry: Entry, root: Path, given: bool, manifest: Path, workers: int | None, as_json: bool
+) -> None:
+    try:
+        with _hash_progress("checking") as progress:
+            report = check_manifest(root, manifest, workers, progress)
+    except ManifestError as exc:
+        _fail(str(exc))
+    except TreeError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot read {exc.filename}: {exc.strerror}")
+    remembered = _remember(entry.name, root, given, report.ok)
+    if as_json:
+        typer.echo(json.dumps(_manifest_json(entry, report, remembered), indent=2))
+    else:
+        _print_manifest(entry, report)
+    if not report.ok:
+        _print_access(entry)
+        raise typer.Exit(1)
+
+
+def _manifest_json(entry: Entry, report: ManifestReport, remembered: bool) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "name": entry.name,
+        "root": display_path(report.root.resolve()),
+        "manifest": display_path(report.manifest.resolve()),
+        "algorithm": report.algorithm,
+        "ok": report.ok,
+        "counts": {str(status): report.counts[status] for status in STATUSES},
+        "bytes_hashed": report.bytes_hashed,
+        "failures": [
+            {
+                "path": f.path,
+                "status": f.failure,
+                "expected_size": f.expected_size,
+                "actual_size": f.actual_size,
+                "expected_digest": f.expected_digest,
+                "actual_digest": f.actual_digest,
+            }
+            for f in report.failures
+        ],
+        "advice": {str(c): CHECK_ADVICE[c] for c in STATUSES[1:] if report.counts[c]},
+        "remembered": remembered,
+        "access": _access(entry),
+    }
+
+
+def _print_manifest(entry: Entry, report: ManifestReport) -> None:
+    total = sum(report.counts.values())
+    stdout.print(
+        f"[bold]{entry.name}[/bold] at {escape(display_path(report.root.resolve()))}: "
+        f"{total:,} files checked against {escape(display_path(report.manifest.resolve()))} "
+        f"({report.algorithm}, {report.bytes_hashed:,} bytes hashed)",
+        highlight=False,
+    )
+    summary = ", ".join(
+        f"{status} {report.counts[status]:,}" for status in STATUSES if report.counts[status]
+    )
+    stdout.print(f"  {summary or 'no files'}", highlight=False)
+    by_class: dict[FailureClass, list[str]] = {}
+    for failure in report.failures:
+        by_class.setdefault(failure.failure, []).append(_describe_failure(failure))
+    for failure_class, lines in by_class.items():
+        advice = CHECK_ADVICE[failure_class]
+        stdout.print(f"[red]{failure_class}[/red] ({len(lines):,}): {escape(advice)}")
+        for line in lines[:SHOWN_PER_CLASS]:
+            stdout.print(f"  {escape(line)}", highlight=False)
+        if len(lines) > SHOWN_PER_CLASS:
+            stdout.print(f"  ... and {len(lines) - SHOWN_PER_CLASS:,} more (--json lists all)")
+    if report.ok:
+        stdout.print("[green]OK[/green]: every file matches the manifest")
+    else:
+        stdout.print(f"[red]FAILED[/red]: {len(report.failures):,} file(s) differ")
+
+
+def _describe_failure(failure: FileResult) -> str:
+    if failure.failure == FailureClass.MISSING:
+        return f"{failure.path} ({failure.expected_size:,} bytes expected)"
+    if failure.failure == FailureClass.UNEXPECTED:
+        return f"{failure.path} ({failure.actual_size:,} bytes)"
+    if failure.expected_size != failure.actual_size:
+        return f"{failure.path} ({failure.actual_size:,} bytes, {failure.expected_size:,} expected)"
+    return f"{failure.path} ({failure.actual_digest}, {failure.expected_digest} expected)"
+
+
+@contextmanager
+def _hash_progress(verb: str) -> Iterator[ProgressCallback]:
+    """Two bars on stderr, files and bytes, fed by the hashing progress callback."""
+    with Progress(
+        TextColumn("{task.description:>13}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    ) as bars:
+        files = bars.add_task(f"{verb} files", total=None, detail="")
+        data = bars.add_task("bytes", total=None, detail="")
+
+        def update(state: HashProgress) -> None:
+            bars.update(
+                files,
+                completed=state.files_done,
+                total=state.files_total,
+                detail=f"{state.files_done:,}/{state.files_total:,}",
+            )
+            bars.update(
+                data,
+                completed=state.bytes_done,
+                total=state.bytes_total,
+                detail=f"{decimal(state.bytes_done)}/{decimal(state.bytes_total)}",
+            )
+
+        yield update
+
+
+@manifest_app.command("build")
+def build(
+    name: NameArgument,
+    root: RootOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Manifest file; '.gz' compresses it "
+            "(default: data/manifests/NAME.ALGORITHM.manifest.tsv in the project).",
+            dir_okay=False,
+        ),
+    ] = None,
+    algorithm: Annotated[
+        AlgorithmChoice, typer.Option("--algorithm", help="Digest of each file.")
+    ] = AlgorithmChoice.md5,
+    workers: WorkersOption = None,
+    as_json: JsonOption = False,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """Hash every file under the dataset's root into a manifest (never written inside it).
+
+    The manifest lists each file's digest, size and path, sorted; `vcat verify NAME
+    --manifest M` checks a copy against it. Format: docs/cli-json.md.
+    """
+    entry = _entry(name, catalog_dir)
+    folder, _ = _root(name, root)
+    target = out if out is not None else _default_out(entry.name, algorithm)
+    started = time.perf_counter()
+    try:
+        with _hash_progress("hashing") as progress:
+            written = build_manifest(folder, target, algorithm, workers, progress)
+    except (ManifestError, TreeError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot read {exc.filename}: {exc.strerror}")
+    seconds = time.perf_counter() - started
+    total = sum(record.size for record in written.records)
+    if as_json:
+        payload = {
+            "format": BUILD_FORMAT,
+            "name": entry.name,
+            "root": display_path(folder.resolve()),
+            "manifest": display_path(target.resolve()),
+            "algorithm": str(algorithm),
+            "files": len(written.records),
+            "bytes": total,
+            "seconds": round(seconds, 3),
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    rate = total / seconds / 1e6 if seconds else 0.0
+    stdout.print(
+        f"wrote {escape(display_path(target.resolve()))}: {len(written.records):,} files, "
+        f"{total:,} bytes in {seconds:.1f} s ({rate:,.0f} MB/s)",
+        highlight=False,
+    )
+
+
+def _default_out(name: str, algorithm: str) -> Path:
+    try:
+        project = find_project_root()
+    except ProjectNotFound:
+        _fail("not inside a vcat project, so there is no default manifest folder: pass --out")
+    return project / MANIFESTS_DIR / default_manifest_name(name, algorithm)
