@@ -33,6 +33,7 @@ from __future__ import annotations
 import bz2
 import errno
 import gzip
+import hashlib
 import lzma
 import os
 import re
@@ -112,6 +113,7 @@ class ExtractResult:
     kind: ArchiveKind  # what was extracted; the detected kind when AUTO was asked for
     files: int  # regular files written, hard-link copies included
     bytes_written: int
+    md5s: dict[str, str] = field(default_factory=dict)  # file path ('/'-joined) -> md5 hex
 
 
 class DestinationNotEmpty(FileExistsError):
@@ -189,7 +191,7 @@ def extract_archive(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ExtractResult(destination, kind, writer.files, budget.written)
+    return ExtractResult(destination, kind, writer.files, budget.written, writer.md5s)
 
 
 # --- limits and member checks -------------------------------------------------------------
@@ -363,6 +365,7 @@ class _Writer:
     ) -> None:
         self.root = root
         self.files = 0
+        self.md5s: dict[str, str] = {}  # computed while writing, so no one reads them again
         self._budget = budget
         self._progress = progress
         self._archive = archive
@@ -435,6 +438,7 @@ class _Writer:
         except FileExistsError:
             raise self._collision(entry) from None
         written = 0
+        digest = hashlib.md5()
         with open(descriptor, "wb") as out:
             while True:
                 with _reading(self._archive, entry.name) if from_archive else nullcontext():
@@ -443,6 +447,7 @@ class _Writer:
                     break
                 self._budget.expand(entry.name, len(block))  # before the bytes land
                 out.write(block)
+                digest.update(block)
                 written += len(block)
                 if self._progress is not None:
                     self._progress(len(block))
@@ -452,6 +457,7 @@ class _Writer:
             with suppress(OverflowError, ValueError, OSError):
                 os.utime(path, (entry.mtime, entry.mtime))
         self.files += 1
+        self.md5s["/".join(entry.path)] = digest.hexdigest()
         return written
 
 

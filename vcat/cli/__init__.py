@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vcat.cli import catalog, verify
+from vcat.cli import catalog, fetch, status, verify
 
 app = typer.Typer(
     name="vcat",
@@ -13,6 +13,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(catalog.app, name="catalog")
+app.command("fetch")(fetch.fetch)
+app.command("status")(status.status)
 app.command("verify")(verify.verify)
 app.add_typer(verify.manifest_app, name="manifest")
 

@@ -29,6 +29,7 @@ from vcat.fetch.download import (
 from vcat.fetch.pages import ServedPage
 from vcat.fetch.transport import Transport, transport_for
 from vcat.fetch.workspace import FileStamp, RecordState, SourceRecord, Workspace
+from vcat.verify.manifest import Manifest, ManifestRecord, write_manifest
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total)
 
@@ -235,7 +236,7 @@ def _place_archive(
         progress("extract", written, None)
 
     try:
-        extract_archive(archive, kind, staging, limits=options.limits, progress=report)
+        extracted = extract_archive(archive, kind, staging, limits=options.limits, progress=report)
     except FetchFailure as failure:
         raise _Rejected(failure, archive) from None
     target = archive_target(source, workspace.root)
@@ -260,12 +261,29 @@ def _place_archive(
         workspace.write_record(source.name, _record(source, "fetched", digests, archive, placed))
         os.replace(staging / name, destination)
     workspace.clear_extract(source.name)
+    md5s = {target / path: md5 for path, md5 in extracted.md5s.items()}
+    manifest = _write_manifest(workspace, source, md5s)
     state = _state_for(expected)
     workspace.write_record(source.name, _record(source, state, digests, archive, placed))
     if not options.keep_archives:
         archive.unlink()
-    message = f"{_placed_message(state, digests)}; unpacked {len(placed)} top-level item(s)"
-    return Outcome(source.name, state, message)
+    message = (
+        f"{_placed_message(state, digests)}; unpacked {extracted.files:,} file(s), "
+        f"listed in {manifest.name}"
+    )
+    return Outcome(source.name, state, message, md5s=md5s)
+
+
+def _write_manifest(workspace: Workspace, source: Source, md5s: dict[Path, str]) -> Path:
+    """The manifest of what an archive placed, from the digests taken while unpacking it, so
+    ``vcat verify NAME --manifest`` can later prove the tree unchanged without the archive."""
+    records = [
+        ManifestRecord(path.relative_to(workspace.root).as_posix(), path.stat().st_size, md5)
+        for path, md5 in md5s.items()
+    ]
+    out = workspace.manifest_path(source.name)
+    write_manifest(Manifest(DVC_ALGORITHM, sorted(records)), out)
+    return out
 
 
 def _placed_message(state: str, digests: dict[str, str]) -> str:

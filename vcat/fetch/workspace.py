@@ -5,6 +5,7 @@ renames into it are atomic, and outside it so DVC never tracks half-finished wor
     archives/<filename>            verified archives, kept after extraction
     extract/<source>/              extraction in progress
     quarantine/<source>/<stamp>/   files that failed, with reason.json
+    manifests/<source>.md5.manifest.tsv   what an archive placed (digests taken while unpacking)
     records/<source>.json          what the last fetch of each source established
     lock                           held while a fetch runs
 """
@@ -76,6 +77,10 @@ class Workspace:
 
     def extract_dir(self, source: str) -> Path:
         return self.area / "extract" / source
+
+    def manifest_path(self, source: str) -> Path:
+        """The manifest of the files an archive source placed under the root."""
+        return self.area / "manifests" / f"{source}.md5.manifest.tsv"
 
     def record_path(self, source: str) -> Path:
         return self.area / "records" / f"{source}.json"

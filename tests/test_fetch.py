@@ -1,0 +1,269 @@
+"""`vcat fetch` and `vcat status` on a small project whose sources a local server provides."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import re
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.http_server import MisbehavingServer, Route
+from vcat.cli import app
+
+runner = CliRunner()
+LIST = random.Random(1).randbytes(200_000)
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def zipped(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+IMAGES = {"scene/a.jpg": b"a" * 5000, "scene/b.jpg": b"b" * 7000}
+ARCHIVE = tar_gz(IMAGES)
+EMOJI = zipped({"emoji/smile.png": b"png" * 100})
+
+
+@pytest.fixture
+def server() -> Iterator[MisbehavingServer]:
+    with MisbehavingServer() as running:
+        yield running
+
+
+def write_entry(project: Path, name: str, sources: str, subsets: str = "") -> None:
+    text = f"""title: Test data {name}
+description: A dataset served by the test's own HTTP server.
+licence: {{name: CC0-1.0, redistribution: allowed}}
+access: {{kind: public}}
+sources:
+{sources}
+{subsets}"""
+    (project / "catalog" / "datasets" / f"{name}.yaml").write_text(text)
+
+
+def source_yaml(name: str, url: str, filename: str, data: bytes | None, **extra: str) -> str:
+    lines = [f"  - name: {name}", f"    url: {url}", f"    filename: {filename}"]
+    if data is not None:
+        lines += [f"    size: {len(data)}", f"    checksum: md5:{md5(data)}"]
+    else:
+        lines.append("    checksum: unpublished")
+    lines += [f"    {key}: {value}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "project"
+    (root / "catalog" / "datasets").mkdir(parents=True)
+    (root / "catalog" / "models").mkdir()
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("VCAT_SETTINGS", raising=False)
+    monkeypatch.delenv("VCAT_CATALOG", raising=False)
+    return root
+
+
+def vcat(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def status_of(name: str) -> dict[tuple[str, str], dict]:
+    code, out = vcat("status", name, "--json")
+    assert code == 0, out
+    document = json.loads(out)
+    assert document["format"] == "vcat.status/1"
+    return {(item["part"], item["name"]): item for item in document["items"]}
+
+
+def test_fetch_verifies_places_and_skips_next_time(
+    project: Path, server: MisbehavingServer
+) -> None:
+    route = Route(LIST)
+    url = server.add("/lists/flickr-0.1M.tsv.gz", route)
+    sources = source_yaml("list-0.1M", url, "flickr-0.1M.tsv.gz", LIST, unpack_to="lists")
+    subsets = """subsets:
+  - name: 0.1M
+    list_file: {source: list-0.1M, format: flickr-tsv-gz}
+"""
+    write_entry(project, "flickr", sources, subsets)
+    assert status_of("flickr")[("source", "list-0.1M")]["state"] == "absent"
+    code, out = vcat("fetch", "flickr", "--subset", "0.1M", "--no-dvc")
+    assert code == 0, out
+    assert "verified" in out
+    placed = project / "data" / "sources" / "flickr" / "lists" / "flickr-0.1M.tsv.gz"
+    assert placed.read_bytes() == LIST
+    states = status_of("flickr")
+    assert states[("source", "list-0.1M")]["state"] == "verified"
+    assert states[("subset", "0.1M")]["state"] == "verified"
+    assert md5(LIST) in states[("source", "list-0.1M")]["detail"]
+    code, out = vcat("fetch", "flickr", "--no-dvc")
+    assert code == 0 and "up-to-date" in out
+    assert route.requests == 1
+
+
+def test_checksum_mismatch_is_quarantined_not_placed(
+    project: Path, server: MisbehavingServer
+) -> None:
+    served = bytes([LIST[0] ^ 0xFF]) + LIST[1:]
+    url = server.add("/list.gz", Route(served))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    code, out = vcat("fetch", "flickr", "--no-dvc")
+    assert code == 1
+    assert "checksum_mismatch" in out and "the size is right but the content differs" in out
+    root = project / "data" / "sources" / "flickr"
+    assert not (root / "list.gz").exists()
+    quarantine = project / "data" / "sources" / ".flickr.vcat" / "quarantine" / "list"
+    [folder] = list(quarantine.iterdir())
+    assert (folder / "list.gz").read_bytes() == served
+    reason = json.loads((folder / "reason.json").read_text())
+    assert reason["failure"] == "checksum_mismatch"
+    assert reason["url"] == url
+    assert status_of("flickr")[("source", "list")]["state"] == "failed:checksum_mismatch"
+
+
+def test_html_page_is_quarantined_with_the_page(project: Path, server: MisbehavingServer) -> None:
+    url = server.add("/login", Route(behaviour="html"))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    code, out = vcat("fetch", "flickr", "--no-dvc")
+    assert code == 1
+    assert "html_instead_of_file" in out and "Sign in - Example Storage" in out
+    quarantine = project / "data" / "sources" / ".flickr.vcat" / "quarantine" / "list"
+    [folder] = list(quarantine.iterdir())
+    assert b"Log in required" in (folder / "page.html").read_bytes()
+    assert not (project / "data" / "sources" / "flickr" / "list.gz").exists()
+    assert status_of("flickr")[("source", "list")]["state"] == "failed:html_instead_of_file"
+
+
+def test_archives_are_unpacked_and_kept(project: Path, server: MisbehavingServer) -> None:
+    tar_url = server.add("/images.tar.gz", Route(ARCHIVE))
+    zip_url = server.add("/emoji.download", Route(EMOJI))
+    sources = source_yaml(
+        "images", tar_url, "images.tar.gz", ARCHIVE, archive="tar.gz", unpack_to="."
+    ) + source_yaml("emoji", zip_url, "emoji.download", None, archive="auto", unpack_to="assets")
+    write_entry(project, "scenes", sources)
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0, out
+    root = project / "data" / "sources" / "scenes"
+    for name, data in IMAGES.items():
+        assert (root / name).read_bytes() == data
+    assert (root / "assets" / "emoji" / "smile.png").read_bytes() == b"png" * 100
+    area = project / "data" / "sources" / ".scenes.vcat"
+    assert (area / "archives" / "images.tar.gz").read_bytes() == ARCHIVE
+    assert not list((area / "extract").iterdir())
+    states = status_of("scenes")
+    assert states[("source", "images")]["state"] == "verified"
+    assert states[("source", "emoji")]["state"] == "fetched"  # no published checksum
+    assert "add `checksum: md5:" in out
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0
+    assert re.search(r"images +up-to-date +verified earlier, unchanged", out)
+    assert re.search(r"emoji +up-to-date +fetched earlier, unchanged", out)
+
+
+def test_corrupt_archive_is_classified_and_nothing_is_placed(
+    project: Path, server: MisbehavingServer
+) -> None:
+    broken = ARCHIVE[: len(ARCHIVE) // 2]
+    url = server.add("/images.tar.gz", Route(broken))
+    write_entry(
+        project,
+        "scenes",
+        source_yaml("images", url, "images.tar.gz", broken, archive="tar.gz", unpack_to="."),
+    )
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 1
+    assert "corrupt_archive" in out
+    root = project / "data" / "sources" / "scenes"
+    assert not root.exists() or not any(root.iterdir())
+    assert status_of("scenes")[("source", "images")]["state"] == "failed:corrupt_archive"
+
+
+def test_upstream_change_is_reported(project: Path, server: MisbehavingServer) -> None:
+    url = server.add("/list.gz", Route(LIST + b"appended later"))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    code, out = vcat("fetch", "flickr", "--no-dvc")
+    assert code == 1
+    assert "upstream_changed" in out and "update the entry's size and checksum" in out
+
+
+def test_unknown_subset_suggests_a_name(project: Path, server: MisbehavingServer) -> None:
+    url = server.add("/list.gz", Route(LIST))
+    subsets = "subsets:\n  - name: 0.1M\n    list_file: {source: list, format: flickr-tsv-gz}\n"
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST), subsets)
+    code, out = vcat("fetch", "flickr", "--subset", "0.1m")
+    assert code == 2
+    assert "flickr has no subset '0.1m'; did you mean '0.1M'?" in out
+
+
+def test_dest_is_remembered_for_status(
+    project: Path, server: MisbehavingServer, tmp_path: Path
+) -> None:
+    url = server.add("/list.gz", Route(LIST))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    elsewhere = tmp_path / "big-disk" / "flickr"
+    code, out = vcat("fetch", "flickr", "--dest", str(elsewhere), "--no-dvc")
+    assert code == 0, out
+    assert (elsewhere / "list.gz").read_bytes() == LIST
+    code, out = vcat("status", "flickr", "--json")
+    document = json.loads(out)
+    assert document["roots"]["flickr"] == str(elsewhere)
+    assert document["items"][0]["state"] == "verified"
+
+
+def test_file_url_source(project: Path, tmp_path: Path) -> None:
+    upstream = tmp_path / "mirror" / "list.gz"
+    upstream.parent.mkdir()
+    upstream.write_bytes(LIST)
+    write_entry(project, "flickr", source_yaml("list", upstream.as_uri(), "list.gz", LIST))
+    code, out = vcat("fetch", "flickr", "--no-dvc")
+    assert code == 0, out
+    assert (project / "data" / "sources" / "flickr" / "list.gz").read_bytes() == LIST
+
+
+def test_hostile_archive_is_refused_and_nothing_is_placed(
+    project: Path, server: MisbehavingServer
+) -> None:
+    hostile = tar_gz({"scene/ok.jpg": b"fine", "../../escaped.txt": b"owned"})
+    url = server.add("/images.tar.gz", Route(hostile))
+    write_entry(
+        project,
+        "scenes",
+        source_yaml("images", url, "images.tar.gz", hostile, archive="tar.gz", unpack_to="."),
+    )
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 1
+    assert "unsafe_archive" in out and "../../escaped.txt" in out
+    root = project / "data" / "sources" / "scenes"
+    assert not (root / "scene").exists()
+    assert not list(project.parent.rglob("escaped.txt"))
+    quarantine = project / "data" / "sources" / ".scenes.vcat" / "quarantine" / "images"
+    [folder] = list(quarantine.iterdir())
+    assert (folder / "images.tar.gz").read_bytes() == hostile

@@ -1,0 +1,126 @@
+"""`vcat fetch NAME`: download an entry's sources, verify them, and track them with DVC.
+
+Files land in the entry's root (``--dest``, else the remembered root, else
+``data/sources/NAME``) only once verified; failures are quarantined in the work area beside
+it, ``.<root name>.vcat/``. Exit codes: 0 every source is in place, 1 some failed, 2 the
+command could not run, 130 interrupted (bytes so far are kept; run it again to resume).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from vcat.cli.catalog import CatalogOption
+from vcat.cli.common import fail, load_entry, print_problems, stderr, stdout
+from vcat.fetch.download import Cancelled, RetryPolicy
+from vcat.fetch.runner import fetch_all
+from vcat.fetch.selection import SelectionError, select_sources
+from vcat.fetch.source import FetchOptions, Outcome
+from vcat.fetch.tracking import dvc_repo_root, track
+from vcat.fetch.workspace import Busy
+from vcat.problems import CatalogError, display_path
+from vcat.project import ProjectNotFound
+from vcat.settings import dataset_root, remember_root
+
+_STATE_STYLES = {
+    "verified": "green",
+    "up-to-date": "green",
+    "fetched": "yellow",
+    "failed": "red",
+}
+
+
+def _root_for(name: str, dest: Path | None) -> Path:
+    if dest is not None:
+        return dest.expanduser().resolve()
+    try:
+        return dataset_root(name)
+    except ProjectNotFound:
+        fail(f"not inside a vcat project: pass --dest DIR to say where {name} goes")
+    except CatalogError as exc:
+        print_problems(exc)
+        raise typer.Exit(2) from None
+
+
+def fetch(
+    name: Annotated[str, typer.Argument(help="Entry name, as in `vcat catalog list`.")],
+    subset: Annotated[
+        list[str] | None, typer.Option("--subset", "-s", help="Only the sources of this subset.")
+    ] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Only this source (repeatable).")
+    ] = None,
+    dest: Annotated[
+        Path | None,
+        typer.Option(
+            "--dest",
+            file_okay=False,
+            help="The entry's root (default: the remembered root, else data/sources/NAME); "
+            "remembered for later commands and stages.",
+        ),
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel downloads.")] = 4,
+    retries: Annotated[
+        int, typer.Option(min=1, help="Attempts without progress before a source fails.")
+    ] = RetryPolicy.attempts,
+    keep_archives: Annotated[
+        bool,
+        typer.Option(help="Keep verified archives in the work area after unpacking them."),
+    ] = True,
+    dvc: Annotated[
+        bool, typer.Option(help="`dvc add` the root when it is inside a DVC repository.")
+    ] = True,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """Download, verify and place an entry's sources; resumes what an earlier run left."""
+    entry = load_entry(name, catalog_dir)
+    try:
+        sources = select_sources(name, entry.spec, subset or (), source or ())
+    except SelectionError as exc:
+        fail(str(exc))
+    root = _root_for(name, dest)
+    if dest is not None:
+        _remember(name, root)
+    options = FetchOptions(policy=RetryPolicy(attempts=retries), keep_archives=keep_archives)
+    stderr.print(f"fetching {len(sources)} source(s) of {name} into {display_path(root)}")
+    try:
+        outcomes = fetch_all(sources, root, jobs=jobs, options=options, console=stderr)
+    except Busy as exc:
+        fail(str(exc))
+    except (KeyboardInterrupt, Cancelled):
+        stderr.print(
+            "[yellow]interrupted:[/yellow] bytes so far are kept; run the same command to resume"
+        )
+        raise typer.Exit(130) from None
+    _print_outcomes(outcomes)
+    placed = any(outcome.state != "failed" for outcome in outcomes)
+    repo = dvc_repo_root(root) if dvc and placed else None
+    if repo is not None:
+        md5s = {path: md5 for outcome in outcomes for path, md5 in outcome.md5s.items()}
+        dvc_file = track(root, md5s, repo)
+        stdout.print(f"tracked by DVC in {display_path(dvc_file)}; commit it with git")
+    if any(outcome.state == "failed" for outcome in outcomes):
+        raise typer.Exit(1)
+
+
+def _remember(name: str, root: Path) -> None:
+    try:
+        remember_root(None, name, root)
+    except ProjectNotFound:
+        pass  # outside a project there is nowhere to remember it; the fetch still works
+    except CatalogError as exc:
+        print_problems(exc)
+        raise typer.Exit(2) from None
+
+
+def _print_outcomes(outcomes: list[Outcome]) -> None:
+    table = Table("source", "state", "what happened", box=None, pad_edge=False)
+    for outcome in outcomes:
+        style = _STATE_STYLES.get(outcome.state, "")
+        table.add_row(outcome.source, f"[{style}]{outcome.state}[/]", escape(outcome.message))
+    stdout.print(table)

@@ -1,0 +1,71 @@
+"""`vcat status [NAME]`: one state per source and subset, read from disk (nothing fetched).
+
+``--json`` prints the ``vcat.status/1`` format documented in docs/cli-json.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from vcat.catalog.loader import load_catalog
+from vcat.cli.catalog import CatalogOption, JsonOption
+from vcat.cli.common import fail, load_entry, print_problems, stdout
+from vcat.fetch.status import StatusRow, entry_status
+from vcat.problems import CatalogError
+from vcat.project import ProjectNotFound, default_catalog_dir
+from vcat.settings import dataset_root
+
+STATUS_FORMAT = "vcat.status/1"
+
+
+def _style(state: str) -> str:
+    if state in ("verified", "manual:present"):
+        return "green"
+    if state.startswith("failed") or state == "manual:missing":
+        return "red"
+    return "yellow" if state in ("partial", "fetched") else "dim"
+
+
+def status(
+    name: Annotated[str | None, typer.Argument(help="Entry name (default: every entry).")] = None,
+    as_json: JsonOption = False,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """Show whether each source and subset is absent, partial, fetched, verified or failed."""
+    if name is not None:
+        entries = [load_entry(name, catalog_dir)]
+    else:
+        try:
+            entries = load_catalog([catalog_dir or default_catalog_dir()]).entries
+        except ProjectNotFound as exc:
+            fail(str(exc))
+    rows: list[StatusRow] = []
+    roots: dict[str, Path] = {}
+    for entry in entries:
+        try:
+            roots[entry.name] = dataset_root(entry.name)
+        except ProjectNotFound:
+            fail("not inside a vcat project: run vcat status from a checkout")
+        except CatalogError as exc:
+            print_problems(exc)
+            raise typer.Exit(2) from None
+        rows.extend(entry_status(entry, roots[entry.name]))
+    if as_json:
+        document = {
+            "format": STATUS_FORMAT,
+            "roots": {entry: str(root) for entry, root in roots.items()},
+            "items": [row.__dict__ for row in rows],
+        }
+        stdout.print_json(json.dumps(document))
+        return
+    table = Table("entry", "part", "name", "state", "detail", box=None, pad_edge=False)
+    for row in rows:
+        state = f"[{_style(row.state)}]{escape(row.state)}[/]"
+        table.add_row(row.entry, row.part, row.name, state, escape(row.detail))
+    stdout.print(table)
