@@ -6,8 +6,8 @@ import pytest
 
 from tests.http_server import DRIVE_PERMISSION_PAGE, LOGIN_PAGE, QUOTA_PAGE
 from tests.http_server import drive_confirmation_page as confirmation_page
-from vcat.failures import FailureClass
-from vcat.fetch.pages import ServedPage, drive_download_url, looks_like_html, read_page
+from vcat.failures import FailureClass, looks_like_html
+from vcat.fetch.pages import ServedPage, drive_download_url, read_page
 
 SHARE = "https://drive.google.com/file/d/1M1NAxkDvlf0Lpxvq2FqrgNSeTMz0JL2Y/view?usp=sharing"
 

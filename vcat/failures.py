@@ -6,7 +6,11 @@ One vocabulary for downloads, archives, manual trees and manifests, so ``vcat st
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+
+_HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body)", re.IGNORECASE)
+_SNIFF_BYTES = 1024
 
 
 class FailureClass(StrEnum):
@@ -91,3 +95,9 @@ class FetchFailure(Exception):
     def describe(self) -> str:
         """The class, the reason and the advice, as one message for a person."""
         return f"{self.failure}: {self.reason} — {self.advice}"
+
+
+def looks_like_html(head: bytes) -> bool:
+    """True when the first bytes of a file or body start an HTML document (a web page saved
+    or served where data was expected)."""
+    return bool(_HTML_START.match(head.removeprefix(b"\xef\xbb\xbf")[:_SNIFF_BYTES]))

@@ -18,22 +18,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.filesize import decimal
 from rich.markdown import Markdown
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
-from vcat.catalog.loader import Entry, load_catalog
+from vcat.catalog.loader import Entry
 from vcat.catalog.schema import DatasetEntry
 from vcat.cli.catalog import CatalogOption, JsonOption
+from vcat.cli.common import fail, load_entry, print_problems, stderr, stdout
 from vcat.failures import FailureClass
 from vcat.problems import CatalogError, display_path
-from vcat.project import ProjectNotFound, default_catalog_dir, find_project_root
+from vcat.project import ProjectNotFound, find_project_root
 from vcat.settings import default_root, load_settings, remember_root
 from vcat.verify.layout import LayoutReport, NoLayout, RuleStatus, check_layout
 from vcat.verify.manifest import (
@@ -57,8 +57,6 @@ MANIFESTS_DIR = Path("data") / "manifests"
 #: Failures printed per class; ``--json`` lists them all.
 SHOWN_PER_CLASS = 20
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
 
 manifest_app = typer.Typer(
     help="Manifests: the size and digest of every file of a dataset, to verify copies with.",
@@ -86,26 +84,6 @@ WorkersOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _entry(name: str, catalog_dir: Path | None) -> Entry:
-    try:
-        folder = catalog_dir or default_catalog_dir()
-    except ProjectNotFound as exc:
-        _fail(str(exc))
-    catalog = load_catalog([folder])
-    try:
-        return catalog.get(name)
-    except KeyError as exc:
-        broken = [p for p in catalog.problems if p.path.stem == name]
-        for problem in broken:
-            stderr.print(problem.format(), markup=False, highlight=False)
-        _fail(f"entry {name!r} is invalid; fix the problems above" if broken else exc.args[0])
-
-
 def _root(name: str, given: Path | None) -> tuple[Path, bool]:
     """The root to check and whether it was given on the command line."""
     if given is not None:
@@ -113,8 +91,7 @@ def _root(name: str, given: Path | None) -> tuple[Path, bool]:
     try:
         remembered = load_settings().roots.get(name)
     except CatalogError as exc:
-        for problem in exc.problems:
-            stderr.print(problem.format(), markup=False, highlight=False)
+        print_problems(exc)
         raise typer.Exit(2) from None
     except ProjectNotFound:
         remembered = None
@@ -126,7 +103,7 @@ def _root(name: str, given: Path | None) -> tuple[Path, bool]:
         fallback = None
     if fallback is not None and fallback.is_dir():
         return fallback, False
-    _fail(
+    fail(
         f"no root is known for {name!r}: pass --root DIR, the folder that holds its data "
         "(vcat remembers it once the check passes)"
     )
@@ -144,8 +121,7 @@ def _remember(name: str, root: Path, given: bool, passed: bool) -> bool:
         stderr.print("[dim]root not remembered: not inside a vcat project[/dim]")
         return False
     except CatalogError as exc:
-        for problem in exc.problems:
-            stderr.print(problem.format(), markup=False, highlight=False)
+        print_problems(exc)
         stderr.print("[yellow]root not remembered: the settings file is invalid[/yellow]")
         return False
     stderr.print(
@@ -206,7 +182,7 @@ def verify(
     web page. Exits 0 when the data passes, 1 when not, 2 when the check cannot run. A
     --root that passes is remembered for later commands and pipeline stages.
     """
-    entry = _entry(name, catalog_dir)
+    entry = load_entry(name, catalog_dir)
     folder, given = _root(name, root)
     if manifest is not None:
         _verify_manifest(entry, folder, given, manifest, workers, as_json)
@@ -216,11 +192,11 @@ def verify(
 
 def _verify_layout(entry: Entry, root: Path, given: bool, strict: bool, as_json: bool) -> None:
     if not isinstance(entry.spec, DatasetEntry):
-        _fail(f"{entry.name} is a model; models have no layout: check its files with --manifest")
+        fail(f"{entry.name} is a model; models have no layout: check its files with --manifest")
     try:
         report = check_layout(root, entry.spec)
     except NoLayout as exc:
-        _fail(f"{entry.name}: {exc}; check its files with --manifest")
+        fail(f"{entry.name}: {exc}; check its files with --manifest")
     except (FileNotFoundError, NotADirectoryError) as exc:
         stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         _print_access(entry)
@@ -345,11 +321,11 @@ def _verify_manifest(
         with _hash_progress("checking") as progress:
             report = check_manifest(root, manifest, workers, progress)
     except ManifestError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except TreeError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        _fail(f"cannot read {exc.filename}: {exc.strerror}")
+        fail(f"cannot read {exc.filename}: {exc.strerror}")
     remembered = _remember(entry.name, root, given, report.ok)
     if as_json:
         typer.echo(json.dumps(_manifest_json(entry, report, remembered), indent=2))
@@ -483,7 +459,7 @@ def build(
     The manifest lists each file's digest, size and path, sorted; `vcat verify NAME
     --manifest M` checks a copy against it. Format: docs/cli-json.md.
     """
-    entry = _entry(name, catalog_dir)
+    entry = load_entry(name, catalog_dir)
     folder, _ = _root(name, root)
     target = out if out is not None else _default_out(entry.name, algorithm)
     started = time.perf_counter()
@@ -491,9 +467,9 @@ def build(
         with _hash_progress("hashing") as progress:
             written = build_manifest(folder, target, algorithm, workers, progress)
     except (ManifestError, TreeError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        _fail(f"cannot read {exc.filename}: {exc.strerror}")
+        fail(f"cannot read {exc.filename}: {exc.strerror}")
     seconds = time.perf_counter() - started
     total = sum(record.size for record in written.records)
     if as_json:
@@ -521,5 +497,5 @@ def _default_out(name: str, algorithm: str) -> Path:
     try:
         project = find_project_root()
     except ProjectNotFound:
-        _fail("not inside a vcat project, so there is no default manifest folder: pass --out")
+        fail("not inside a vcat project, so there is no default manifest folder: pass --out")
     return project / MANIFESTS_DIR / default_manifest_name(name, algorithm)

@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vcat.catalog.fields import Checksum
-from vcat.failures import FailureClass, FetchFailure
-from vcat.fetch.pages import looks_like_html
+from vcat.failures import FailureClass, FetchFailure, looks_like_html
 from vcat.fetch.transport import Body, RemoteInfo, TransientError, Transport
 from vcat.hashing import hash_file
 

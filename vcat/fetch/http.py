@@ -10,8 +10,8 @@ from email.utils import parsedate_to_datetime
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from vcat.failures import FailureClass, FetchFailure
-from vcat.fetch.pages import MAX_PAGE_BYTES, drive_download_url, looks_like_html, read_page
+from vcat.failures import FailureClass, FetchFailure, looks_like_html
+from vcat.fetch.pages import MAX_PAGE_BYTES, drive_download_url, read_page
 from vcat.fetch.transport import BLOCK_SIZE, BytesBody, RemoteInfo, TransientError
 
 MAX_PAGE_HOPS = 3  # confirmation pages followed before giving up

@@ -15,7 +15,6 @@ from vcat.urls import drive_file_id
 DRIVE_DOWNLOAD_URL = "https://drive.google.com/uc"
 MAX_PAGE_BYTES = 2 << 20  # pages are small; anything larger is read only this far
 
-_HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body)", re.IGNORECASE)
 _QUOTA = re.compile(
     r"quota (exceeded|for this file)|too many users have (viewed|downloaded)", re.IGNORECASE
 )
@@ -25,11 +24,6 @@ _PERMISSION = re.compile(  # Drive's own pages; other login pages stay html_inst
     re.IGNORECASE,
 )
 _CONFIRM_LINK = re.compile(r'href="(/uc\?export=download[^"]*confirm=[^"]+)"')
-
-
-def looks_like_html(head: bytes) -> bool:
-    """True when the first bytes of a body are the start of an HTML document."""
-    return bool(_HTML_START.match(head[:1024]))
 
 
 def drive_download_url(url: str) -> str:

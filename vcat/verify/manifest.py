@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from vcat.failures import ADVICE, FailureClass
+from vcat.failures import ADVICE, FailureClass, looks_like_html
 from vcat.hashing import ALGORITHMS, BLOCK_SIZE
 
 MAGIC = "vcat-manifest"
@@ -91,7 +91,6 @@ REPORT_BYTES = 16 << 20
 #: Bytes read to tell whether a wrong file is a saved web page.
 SNIFF_BYTES = 1024
 
-_HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body)", re.IGNORECASE)
 _HTML_NAMES = (".html", ".htm", ".xhtml")
 _HEX = re.compile(r"[0-9a-fA-F]+\Z")
 #: An empty path, a leading '/', or an empty, '.' or '..' component.
@@ -657,11 +656,6 @@ def _is_inside(path: Path, folder: Path) -> bool:
 
 
 # --- checking -----------------------------------------------------------------------------
-
-
-def looks_like_html(head: bytes) -> bool:
-    """True when ``head`` (a file's first bytes) starts an HTML document."""
-    return bool(_HTML_START.match(head.removeprefix(b"\xef\xbb\xbf")[:SNIFF_BYTES]))
 
 
 def check_manifest(
