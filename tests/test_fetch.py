@@ -187,6 +187,15 @@ def test_archives_are_unpacked_and_kept(project: Path, server: MisbehavingServer
     assert re.search(r"images +up-to-date +verified earlier, unchanged", out)
     assert re.search(r"emoji +up-to-date +fetched earlier, unchanged", out)
 
+    # every unpacked file was hashed while unpacking: the tree can be proven unchanged later
+    manifest = str(area / "scenes.md5.manifest.tsv")
+    code, out = vcat("verify", "scenes", "--manifest", manifest)
+    assert code == 0, out
+    (root / "scene" / "b.jpg").write_bytes(b"B" * 7000)
+    code, out = vcat("verify", "scenes", "--manifest", manifest)
+    assert code == 1
+    assert "checksum_mismatch" in out and "scene/b.jpg" in out
+
 
 def test_corrupt_archive_is_classified_and_nothing_is_placed(
     project: Path, server: MisbehavingServer

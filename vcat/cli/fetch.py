@@ -20,9 +20,9 @@ from vcat.cli.common import fail, load_entry, print_problems, stderr, stdout
 from vcat.fetch.download import Cancelled, RetryPolicy
 from vcat.fetch.runner import fetch_all
 from vcat.fetch.selection import SelectionError, select_sources
-from vcat.fetch.source import FetchOptions, Outcome
+from vcat.fetch.source import FetchOptions, Outcome, write_tree_manifest
 from vcat.fetch.tracking import dvc_repo_root, track
-from vcat.fetch.workspace import Busy
+from vcat.fetch.workspace import Busy, Workspace
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound
 from vcat.settings import dataset_root, remember_root
@@ -98,6 +98,13 @@ def fetch(
         )
         raise typer.Exit(130) from None
     _print_outcomes(outcomes)
+    all_sources = [found for _, found in entry.spec.located_sources()]  # type: ignore[attr-defined]
+    manifest = write_tree_manifest(all_sources, Workspace(root))
+    if manifest is not None:
+        stdout.print(
+            f"every placed file is listed in {display_path(manifest)}; "
+            f"`vcat verify {name} --manifest {display_path(manifest)}` re-checks the tree"
+        )
     placed = any(outcome.state != "failed" for outcome in outcomes)
     repo = dvc_repo_root(root) if dvc and placed else None
     if repo is not None:

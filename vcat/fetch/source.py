@@ -29,7 +29,7 @@ from vcat.fetch.download import (
 from vcat.fetch.pages import ServedPage
 from vcat.fetch.transport import Transport, transport_for
 from vcat.fetch.workspace import FileStamp, RecordState, SourceRecord, Workspace
-from vcat.verify.manifest import Manifest, ManifestRecord, write_manifest
+from vcat.verify.manifest import Manifest, ManifestRecord, read_manifest, write_manifest
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total)
 
@@ -282,6 +282,29 @@ def _write_manifest(workspace: Workspace, source: Source, md5s: dict[Path, str])
         for path, md5 in md5s.items()
     ]
     out = workspace.manifest_path(source.name)
+    write_manifest(Manifest(DVC_ALGORITHM, sorted(records)), out)
+    return out
+
+
+def write_tree_manifest(sources: list[Source], workspace: Workspace) -> Path | None:
+    """One manifest of every file the current sources placed under the root, from the digests
+    taken while fetching; ``vcat verify NAME --manifest`` checks the tree against it later.
+    Returns its path, or None when nothing is placed."""
+    records: list[ManifestRecord] = []
+    for source in sources:
+        record = workspace.read_record(source.name)
+        if not is_current(record, source, workspace.root):
+            continue
+        assert record is not None
+        if record.stamp is not None:
+            records.append(
+                ManifestRecord(record.placed[0], record.size or 0, record.digests["md5"])
+            )
+        else:
+            records.extend(read_manifest(workspace.manifest_path(source.name)).records)
+    if not records:
+        return None
+    out = workspace.tree_manifest_path()
     write_manifest(Manifest(DVC_ALGORITHM, sorted(records)), out)
     return out
 

@@ -6,6 +6,7 @@ renames into it are atomic, and outside it so DVC never tracks half-finished wor
     extract/<source>/              extraction in progress
     quarantine/<source>/<stamp>/   files that failed, with reason.json
     manifests/<source>.md5.manifest.tsv   what an archive placed (digests taken while unpacking)
+    <root name>.md5.manifest.tsv   every file the sources placed, for `vcat verify --manifest`
     records/<source>.json          what the last fetch of each source established
     lock                           held while a fetch runs
 """
@@ -81,6 +82,10 @@ class Workspace:
     def manifest_path(self, source: str) -> Path:
         """The manifest of the files an archive source placed under the root."""
         return self.area / "manifests" / f"{source}.md5.manifest.tsv"
+
+    def tree_manifest_path(self) -> Path:
+        """The manifest of every file the entry's sources placed under the root."""
+        return self.area / f"{self.root.name}.md5.manifest.tsv"
 
     def record_path(self, source: str) -> Path:
         return self.area / "records" / f"{source}.json"
