@@ -152,3 +152,11 @@ def test_s3_source_is_fetched_tracked_and_pulled_into_a_clone(
     run([dvc, "pull"], clone, env)
     assert (clone / "data" / "sources" / "weights" / "weights.bin").read_bytes() == data
     assert "up to date" in run([dvc, "status"], clone).lower()
+
+    # the original checkout still knows it verified the file; the clone checks it in place
+    assert '"state": "verified"' in run([VCAT, "status", "weights", "--json"], project)
+    assert '"state": "fetched"' in run([VCAT, "status", "weights", "--json"], clone)
+    out = run([VCAT, "fetch", "weights"], clone, env)
+    assert "already in place; size and checksum match the catalog" in out
+    assert '"state": "verified"' in run([VCAT, "status", "weights", "--json"], clone)
+    assert "up to date" in run([dvc, "status"], clone).lower()

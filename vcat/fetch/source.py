@@ -17,7 +17,7 @@ from pathlib import Path
 from vcat.archive import ExtractLimits, detect_archive_kind, extract_archive
 from vcat.catalog.fields import parse_checksum
 from vcat.catalog.schema import ArchiveKind, Source
-from vcat.failures import FailureClass, FetchFailure
+from vcat.failures import FailureClass, FetchFailure, looks_like_html
 from vcat.fetch.download import (
     DVC_ALGORITHM,
     Expected,
@@ -29,6 +29,7 @@ from vcat.fetch.download import (
 from vcat.fetch.pages import ServedPage
 from vcat.fetch.transport import Transport, transport_for
 from vcat.fetch.workspace import FileStamp, RecordState, SourceRecord, Workspace
+from vcat.hashing import hash_file
 from vcat.verify.manifest import Manifest, ManifestRecord, read_manifest, write_manifest
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total)
@@ -100,6 +101,11 @@ def fetch_source(
     partial = workspace.partial(source.name)
     archive = workspace.archive_path(source.filename)
     try:
+        in_place = file_target(source, workspace.root)
+        if source.archive == ArchiveKind.NONE and in_place.is_file():
+            adopted = _adopt(source, workspace, in_place, expected, progress)
+            if adopted is not None:
+                return adopted
         if source.archive != ArchiveKind.NONE and _archive_verified(previous, source, archive):
             assert previous is not None
             digests, downloaded = previous.digests, archive
@@ -122,6 +128,35 @@ def fetch_source(
         )
     except FetchFailure as failure:
         return _fail(source, workspace, failure)
+
+
+def _adopt(
+    source: Source, workspace: Workspace, path: Path, expected: Expected, progress: Progress
+) -> Outcome | None:
+    """Check a file already at its final path (e.g. restored by ``dvc pull``) instead of
+    downloading it again. A file that fails is quarantined and None returned: download it."""
+    try:
+        digests = _verify(path, source.filename, expected, progress)
+        if expected.checksum is None and _is_page(path):
+            raise _Rejected(
+                FetchFailure(FailureClass.HTML_INSTEAD_OF_FILE, f"{source.filename} is a web page"),
+                path,
+            )
+    except _Rejected as rejected:
+        workspace.quarantine(source.name, path, source.filename, rejected, source.url)
+        return None
+    state = _state_for(expected)
+    relative = path.relative_to(workspace.root).as_posix()
+    workspace.write_record(
+        source.name, _record(source, state, digests, path, [relative], FileStamp.of(path))
+    )
+    message = "already in place; " + _placed_message(state, digests)
+    return Outcome(source.name, state, message, md5s={path: digests[DVC_ALGORITHM]})
+
+
+def _is_page(path: Path) -> bool:
+    with path.open("rb") as stream:
+        return looks_like_html(stream.read(1024))
 
 
 class _Rejected(FetchFailure):
@@ -248,12 +283,13 @@ def _place_archive(
         destination = target / name
         relative = destination.relative_to(workspace.root).as_posix()
         if destination.exists() or destination.is_symlink():
-            if relative not in ours:
+            if relative not in ours and not _same_tree(staging / name, destination, extracted.md5s):
                 workspace.clear_extract(source.name)
                 raise FetchFailure(
                     FailureClass.UNSAFE_ARCHIVE,
-                    f"{source.filename} would replace {relative}, which another source or the "
-                    "user put there; move it away or give this source its own 'unpack_to'",
+                    f"{source.filename} would replace {relative}, which differs from what the "
+                    "archive holds and was put there by another source or by hand; move it "
+                    "away or give this source its own 'unpack_to'",
                 )
             _remove(destination)
         placed.append(relative)
@@ -307,6 +343,32 @@ def write_tree_manifest(sources: list[Source], workspace: Workspace) -> Path | N
     out = workspace.tree_manifest_path()
     write_manifest(Manifest(DVC_ALGORITHM, sorted(records)), out)
     return out
+
+
+def _same_tree(unpacked: Path, existing: Path, md5s: dict[str, str]) -> bool:
+    """Whether ``existing`` holds exactly the files just unpacked to ``unpacked`` (a tree
+    restored by ``dvc pull``, say), compared by md5 without re-reading the unpacked side."""
+    if unpacked.is_symlink() or existing.is_symlink():
+        return False
+    if unpacked.is_file():
+        return existing.is_file() and hash_file(existing)[DVC_ALGORITHM] == md5s.get(
+            unpacked.relative_to(unpacked.parent).as_posix()
+        )
+    if not existing.is_dir():
+        return False
+    prefix = unpacked.name + "/"
+    mine = {path for path in md5s if path.startswith(prefix)}
+    theirs = {
+        f"{prefix}{path.relative_to(existing).as_posix()}"
+        for path in existing.rglob("*")
+        if path.is_file() or path.is_symlink()
+    }
+    if mine != theirs:
+        return False
+    return all(
+        hash_file(existing / path.removeprefix(prefix))[DVC_ALGORITHM] == md5s[path]
+        for path in sorted(mine)
+    )
 
 
 def _placed_message(state: str, digests: dict[str, str]) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vcat.catalog.loader import Entry
 from vcat.catalog.schema import AccessKind, ArchiveKind, DatasetEntry, Source
-from vcat.fetch.source import file_target, is_current
+from vcat.fetch.source import archive_target, file_target, is_current
 from vcat.fetch.workspace import Workspace
 from vcat.verify.layout import NoLayout, check_layout
 
@@ -41,9 +41,19 @@ def source_state(source: Source, workspace: Workspace) -> tuple[str, str]:
         return "partial", f"{partial.size():,}{of} bytes, resumable{failed}"
     if record is not None and record.state == "failed":
         return f"failed:{record.failure}", record.reason or ""
-    if source.archive == ArchiveKind.NONE and file_target(source, workspace.root).is_file():
-        return "fetched", "present, but not verified here: `vcat fetch` checks it"
+    if _present(source, workspace.root):
+        return (
+            "fetched",
+            "present (e.g. from `dvc pull`), not verified here: `vcat fetch` checks it",
+        )
     return "absent", ""
+
+
+def _present(source: Source, root: Path) -> bool:
+    if source.archive == ArchiveKind.NONE:
+        return file_target(source, root).is_file()
+    target = archive_target(source, root)
+    return target.is_dir() and next(target.iterdir(), None) is not None
 
 
 def _digest_detail(digests: dict[str, str]) -> str:
