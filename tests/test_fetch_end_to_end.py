@@ -96,6 +96,35 @@ def test_killed_download_resumes_to_identical_bytes(
     assert not partial.exists()
 
 
+def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    route = Route(BIG, "slow")
+    url = server.add("/big.bin", route)
+    project = make_project(tmp_path / "project", {"big": entry_yaml(url, BIG, "big.bin")})
+    partial = project / "data" / "sources" / ".big.vcat" / "partial" / "main.part"
+    process = subprocess.Popen(
+        [VCAT, "fetch", "big", "--no-dvc"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size > 2 << 20):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted" in err and "run the same command to resume" in err
+    assert 0 < partial.stat().st_size < len(BIG)
+    route.behaviour = "good"
+    run([VCAT, "fetch", "big", "--no-dvc"], project)
+    assert (project / "data" / "sources" / "big" / "big.bin").read_bytes() == BIG
+    assert route.ranges[-1] is not None and route.ranges[-1] != "bytes=0-"
+
+
 @pytest.fixture
 def s3(tmp_path: Path) -> Iterator[SeaweedS3]:
     with SeaweedS3(tmp_path / "seaweed", S3Credentials("vcat-test", "vcat-test-secret")) as running:
