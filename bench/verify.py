@@ -7,7 +7,11 @@ ones (20,000 of 60-140 KB; --quick: 2,000) from a seeded generator, then times o
 
 - ``md5sum``: one process at a time, the file list passed as arguments in chunks (as xargs);
 - ``build_manifest(workers=1)``: the whole manifest build (walk, hash, write) on one core;
-- ``build_manifest(workers=<cores>)``: the same on every core.
+- ``build_manifest(workers=<cores>)``: the same on every core;
+- ``check_manifest`` (what ``vcat verify NAME --manifest M`` runs) on one core and on every
+  core, against the manifest just built.
+
+The "vs md5sum" column is md5sum's time divided by ours: above 1x we are faster.
 
 The page cache cannot be dropped here, so every file is read once before timing and all
 runs read from memory: the figures compare hashing and per-file overhead, not disks. Each
@@ -30,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vcat.verify.manifest import build_manifest, read_manifest
+from vcat.verify.manifest import build_manifest, check_manifest, read_manifest
 
 MIB = 1 << 20
 CHUNK = 2000  # paths per md5sum invocation
@@ -103,27 +107,38 @@ def measure(files: FileSet, out: Path, repeat: int, cores: int) -> dict[str, flo
     warm(files.files)
     seconds: dict[str, float] = {}
     seconds["md5sum"], reference = best(repeat, lambda: md5sum(files.files))
-    for label, workers in (("ours, 1 worker", 1), (f"ours, {cores} workers", cores)):
+    for workers in (1, cores):
         manifest = out / f"{files.name}-{workers}.tsv"
-        seconds[label], _ = best(
+        seconds[f"build, {workers} worker(s)"], _ = best(
             repeat, lambda m=manifest, w=workers: build_manifest(files.root, m, workers=w)
         )
         ours = {str(files.root / r.path): r.digest for r in read_manifest(manifest).records}
         if ours != reference:
-            sys.exit(f"{label}: digests differ from md5sum's on the {files.name} files")
+            sys.exit(f"build with {workers} worker(s): digests differ from md5sum's")
+    for workers in (1, cores):
+        manifest = out / f"{files.name}-1.tsv"
+        elapsed, checked = best(
+            repeat, lambda m=manifest, w=workers: check_manifest(files.root, m, workers=w)
+        )
+        if not checked.ok or checked.counts["ok"] != len(files.files):
+            sys.exit(f"verify with {workers} worker(s) did not pass every file")
+        seconds[f"verify, {workers} worker(s)"] = elapsed
     return seconds
 
 
 def report(files: FileSet, seconds: dict[str, float], cores: int) -> None:
     count, megabytes = len(files.files), files.bytes / 1e6
     print(f"\n{files.name} files: {count:,} files, {megabytes:,.0f} MB")
-    print(f"  {'':<20} {'seconds':>8} {'MB/s':>8} {'files/s':>9}")
+    print(f"  {'':<22} {'seconds':>8} {'MB/s':>8} {'files/s':>9} {'vs md5sum':>10}")
     for label, elapsed in seconds.items():
-        print(f"  {label:<20} {elapsed:8.2f} {megabytes / elapsed:8.0f} {count / elapsed:9.0f}")
-    one, many = seconds["ours, 1 worker"], seconds[f"ours, {cores} workers"]
-    print(f"  ours/md5sum, 1 worker:      {seconds['md5sum'] / one:.2f}x md5sum's throughput")
-    print(f"  ours/md5sum, {cores} workers:     {seconds['md5sum'] / many:.2f}x")
-    print(f"  scaling, {cores} workers / 1:     {one / many:.2f}x (ideal {cores}x)")
+        ratio = seconds["md5sum"] / elapsed
+        print(
+            f"  {label:<22} {elapsed:8.2f} {megabytes / elapsed:8.0f} {count / elapsed:9.0f} "
+            f"{ratio:9.2f}x"
+        )
+    for step in ("build", "verify"):
+        one, many = seconds[f"{step}, 1 worker(s)"], seconds[f"{step}, {cores} worker(s)"]
+        print(f"  {step} scaling, {cores} workers / 1: {one / many:.2f}x (ideal {cores}x)")
 
 
 def main() -> None:
