@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from tests.http_server import MisbehavingServer, Route
 from vcat.cli import app
+from vcat.fetch.workspace import Workspace
 
 runner = CliRunner()
 LIST = random.Random(1).randbytes(200_000)
@@ -276,3 +277,49 @@ def test_hostile_archive_is_refused_and_nothing_is_placed(
     quarantine = project / "data" / "sources" / ".scenes.vcat" / "quarantine" / "images"
     [folder] = list(quarantine.iterdir())
     assert (folder / "images.tar.gz").read_bytes() == hostile
+
+
+MANUAL = """title: Hand-made scenes
+description: Photos arranged by hand.
+licence: {name: CC0-1.0, redistribution: allowed}
+access:
+  kind: manual
+  instructions: Download the scenes from the project page and unpack them.
+layout:
+  rules:
+    - {glob: "[0-9][0-9][0-9][0-9]", type: dir, min: 1}
+    - {glob: "[0-9][0-9][0-9][0-9]/images/*.jpg", min: 2}
+"""
+
+
+def test_manual_dataset_status_follows_its_tree(project: Path, tmp_path: Path) -> None:
+    (project / "catalog" / "datasets" / "scenes.yaml").write_text(MANUAL)
+    code, out = vcat("fetch", "scenes")
+    assert code == 2
+    assert "scenes lists no downloadable sources. It is obtained by hand: Download" in out
+    assert "vcat verify scenes --root DIR" in out
+    assert status_of("scenes")[("tree", "layout")]["state"] == "manual:missing"
+    tree = tmp_path / "by-hand"
+    (tree / "0001" / "images").mkdir(parents=True)
+    (tree / "0001" / "images" / "a.jpg").write_bytes(b"jpeg")
+    code, out = vcat("verify", "scenes", "--root", str(tree))
+    assert code == 1  # one photo where two are expected
+    assert status_of("scenes")[("tree", "layout")]["state"] == "manual:missing"
+    (tree / "0001" / "images" / "b.jpg").write_bytes(b"jpeg")
+    code, out = vcat("verify", "scenes", "--root", str(tree))
+    assert code == 0, out
+    row = status_of("scenes")[("tree", "layout")]
+    assert row["state"] == "manual:present" and row["detail"] == "2 files"
+
+
+def test_a_second_fetch_into_the_same_root_is_refused(
+    project: Path, server: MisbehavingServer
+) -> None:
+    url = server.add("/list.gz", Route(LIST))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    workspace = Workspace(project / "data" / "sources" / "flickr")
+    with workspace.lock():
+        code, out = vcat("fetch", "flickr", "--no-dvc")
+    assert code == 2
+    assert "another vcat fetch is writing to" in out
+    assert server.routes["/list.gz"].requests == 0

@@ -29,7 +29,13 @@ def select_sources(
     all_sources = [source for _, source in spec.located_sources()]  # type: ignore[attr-defined]
     by_name = {source.name: source for source in all_sources}
     if not all_sources:
-        raise SelectionError(f"{entry_name} lists no downloadable sources")
+        how = ""
+        if isinstance(spec, DatasetEntry) and spec.access.instructions:
+            how = f" It is obtained by hand: {' '.join(spec.access.instructions.split())}"
+        raise SelectionError(
+            f"{entry_name} lists no downloadable sources.{how} Then check the tree with "
+            f"`vcat verify {entry_name} --root DIR`."
+        )
     if not subsets and not sources:
         return all_sources
     wanted: set[str] = set()
