@@ -175,6 +175,7 @@ def test_unreachable_host(tmp_path: Path) -> None:
     with pytest.raises(FetchFailure) as caught:
         fetch(f"http://127.0.0.1:{port}/x.bin", PartialFile(tmp_path / "x.part"))
     assert caught.value.failure == FailureClass.UNREACHABLE
+    assert caught.value.reason.startswith(f"127.0.0.1:{port} refused the connection")
 
 
 def test_size_change_upstream_is_detected_before_downloading(

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -31,6 +32,21 @@ def _retry_after(response: requests.Response) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def _connection_failure(url: str, exc: Exception) -> str:
+    """One line for a failed connection, naming the cause rather than urllib3's repr."""
+    host = urlsplit(url).netloc
+    text = repr(exc)
+    if "NameResolutionError" in text or "Name or service not known" in text:
+        return f"cannot resolve {urlsplit(url).hostname}: no network, or a wrong host name"
+    if "Connection refused" in text:
+        return f"{host} refused the connection"
+    if isinstance(exc, requests.Timeout) or "timed out" in text:
+        return f"{host} did not answer in time"
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(exc, requests.exceptions.SSLError):
+        return f"{host}: TLS certificate not trusted"
+    return f"{host}: connection failed ({type(exc).__name__})"
 
 
 def _check_status(response: requests.Response, url: str) -> None:
@@ -129,7 +145,7 @@ class HttpTransport:
                 url, params=params, headers=headers, stream=True, timeout=TIMEOUT
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientError(FailureClass.UNREACHABLE, f"{url}: {exc}") from None
+            raise TransientError(FailureClass.UNREACHABLE, _connection_failure(url, exc)) from None
         except requests.RequestException as exc:
             raise FetchFailure(FailureClass.UNREACHABLE, f"{url}: {exc}") from None
         if response.status_code != 416:
