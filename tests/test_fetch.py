@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
 import re
 import tarfile
@@ -323,3 +324,56 @@ def test_a_second_fetch_into_the_same_root_is_refused(
     assert code == 2
     assert "another vcat fetch is writing to" in out
     assert server.routes["/list.gz"].requests == 0
+
+
+TWO_FOLDERS = tar_gz({"a/1.jpg": b"1" * 100, "b/2.jpg": b"2" * 100, "c/3.jpg": b"3" * 100})
+
+
+def test_new_archive_version_replaces_what_the_old_one_placed(
+    project: Path, server: MisbehavingServer
+) -> None:
+    route = Route(ARCHIVE)
+    url = server.add("/images.tar.gz", route)
+    entry = source_yaml("images", url, "images.tar.gz", ARCHIVE, archive="tar.gz")
+    write_entry(project, "scenes", entry)
+    assert vcat("fetch", "scenes", "--no-dvc")[0] == 0
+    changed = tar_gz({"scene/a.jpg": b"new a"})
+    route.data = changed
+    write_entry(
+        project, "scenes", source_yaml("images", url, "images.tar.gz", changed, archive="tar.gz")
+    )
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0, out
+    root = project / "data" / "sources" / "scenes"
+    assert (root / "scene" / "a.jpg").read_bytes() == b"new a"
+    assert not (root / "scene" / "b.jpg").exists()
+
+
+def test_crash_while_moving_an_archive_into_place_is_finished_by_the_next_run(
+    project: Path, server: MisbehavingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = server.add("/folders.tar.gz", Route(TWO_FOLDERS))
+    entry = source_yaml("folders", url, "folders.tar.gz", TWO_FOLDERS, archive="tar.gz")
+    write_entry(project, "scenes", entry)
+    real_replace = os.replace
+    moves = []
+
+    def crash_on_second_move(source: str, destination: str) -> None:
+        if f"{os.sep}scenes{os.sep}" in str(destination):  # a move into the root
+            moves.append(destination)
+            if len(moves) == 2:
+                raise KeyboardInterrupt  # the run stops between two moves
+        real_replace(source, destination)
+
+    monkeypatch.setattr("vcat.fetch.placing.os.replace", crash_on_second_move)
+    code, _ = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 130
+    monkeypatch.setattr("vcat.fetch.placing.os.replace", real_replace)
+    root = project / "data" / "sources" / "scenes"
+    assert (root / "a").exists() and not (root / "c").exists()
+    assert status_of("scenes")[("source", "folders")]["state"] != "verified"
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0, out
+    for name in ("a/1.jpg", "b/2.jpg", "c/3.jpg"):
+        assert (root / name).read_bytes() == name[2].encode() * 100
+    assert status_of("scenes")[("source", "folders")]["state"] == "verified"

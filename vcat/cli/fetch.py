@@ -18,9 +18,10 @@ from rich.table import Table
 from vcat.cli.catalog import CatalogOption
 from vcat.cli.common import fail, load_entry, print_problems, stderr, stdout
 from vcat.fetch.download import Cancelled, RetryPolicy
+from vcat.fetch.placing import Outcome, write_tree_manifest
 from vcat.fetch.runner import fetch_all
 from vcat.fetch.selection import SelectionError, select_sources
-from vcat.fetch.source import FetchOptions, Outcome, write_tree_manifest
+from vcat.fetch.source import FetchOptions
 from vcat.fetch.tracking import dvc_repo_root, track
 from vcat.fetch.workspace import Busy, Workspace
 from vcat.problems import CatalogError, display_path

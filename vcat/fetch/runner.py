@@ -18,7 +18,8 @@ from rich.progress import (
 )
 
 from vcat.catalog.schema import Source
-from vcat.fetch.source import FetchOptions, Outcome, fetch_source
+from vcat.fetch.placing import Outcome
+from vcat.fetch.source import FetchOptions, fetch_source
 from vcat.fetch.workspace import Workspace
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vcat.catalog.loader import Entry
 from vcat.catalog.schema import AccessKind, ArchiveKind, DatasetEntry, Source
-from vcat.fetch.source import archive_target, file_target, is_current
+from vcat.fetch.placing import archive_target, file_target, is_current
 from vcat.fetch.workspace import Workspace
 from vcat.verify.layout import NoLayout, check_layout
 

@@ -28,7 +28,8 @@ from pydantic import BaseModel, ValidationError
 from vcat.failures import FetchFailure
 from vcat.fetch.download import PartialFile
 
-RecordState = Literal["verified", "fetched", "failed"]
+# "unpacking": an archive is verified and being moved into place; not finished
+RecordState = Literal["verified", "fetched", "failed", "unpacking"]
 
 
 class FileStamp(BaseModel):
@@ -53,7 +54,8 @@ class SourceRecord(BaseModel):
     size: int | None = None
     digests: dict[str, str] = {}
     etag: str | None = None
-    placed: list[str] = []  # paths under the root this source put there
+    placed: list[str] = []  # paths under the root this version of the source put there
+    owned: list[str] = []  # every path this source ever put there: it may replace them
     stamp: FileStamp | None = None  # of the placed file, for non-archives
     failure: str | None = None
     reason: str | None = None
