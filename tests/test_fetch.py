@@ -371,7 +371,8 @@ def test_crash_while_moving_an_archive_into_place_is_finished_by_the_next_run(
     monkeypatch.setattr("vcat.fetch.placing.os.replace", real_replace)
     root = project / "data" / "sources" / "scenes"
     assert (root / "a").exists() and not (root / "c").exists()
-    assert status_of("scenes")[("source", "folders")]["state"] != "verified"
+    row = status_of("scenes")[("source", "folders")]
+    assert row["state"] == "partial" and "unpacking was interrupted" in row["detail"]
     code, out = vcat("fetch", "scenes", "--no-dvc")
     assert code == 0, out
     for name in ("a/1.jpg", "b/2.jpg", "c/3.jpg"):

@@ -39,6 +39,8 @@ def source_state(source: Source, workspace: Workspace) -> tuple[str, str]:
         of = f" of {total:,}" if total else ""
         failed = f"; last try failed: {record.failure}" if record and record.failure else ""
         return "partial", f"{partial.size():,}{of} bytes, resumable{failed}"
+    if record is not None and record.state == "unpacking":
+        return "partial", "the archive is verified; unpacking was interrupted: `vcat fetch` ends it"
     if record is not None and record.state == "failed":
         return f"failed:{record.failure}", record.reason or ""
     if _present(source, workspace.root):
