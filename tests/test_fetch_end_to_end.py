@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -61,48 +62,29 @@ def server() -> Iterator[MisbehavingServer]:
         yield running
 
 
-def test_killed_download_resumes_to_identical_bytes(
-    tmp_path: Path, server: MisbehavingServer
-) -> None:
+@dataclass
+class SlowFetch:
+    """`vcat fetch big` running in its own process against a slow server."""
+
+    route: Route
+    project: Path
+    process: subprocess.Popen[str]
+
+    @property
+    def final(self) -> Path:
+        return self.project / "data" / "sources" / "big" / "big.bin"
+
+    @property
+    def partial(self) -> Path:
+        return self.project / "data" / "sources" / ".big.vcat" / "partial" / "main.part"
+
+
+def start_slow_fetch(tmp_path: Path, server: MisbehavingServer, min_bytes: int) -> SlowFetch:
+    """Start the fetch and return once ``min_bytes`` are in the partial file, checking all
+    along that nothing appears at the final path."""
     route = Route(BIG, "slow")
     url = server.add("/big.bin", route)
     project = make_project(tmp_path / "project", {"big": entry_yaml(url, BIG, "big.bin")})
-    final = project / "data" / "sources" / "big" / "big.bin"
-    partial = project / "data" / "sources" / ".big.vcat" / "partial" / "main.part"
-    process = subprocess.Popen(
-        [VCAT, "fetch", "big", "--no-dvc"],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not (partial.exists() and partial.stat().st_size > 4 << 20):
-        assert not final.exists()
-        assert process.poll() is None, "the download ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    kept = partial.stat().st_size
-    assert 0 < kept < len(BIG)
-    assert not final.exists()
-    route.behaviour = "good"
-    out = run([VCAT, "fetch", "big", "--no-dvc"], project)
-    assert "verified" in out
-    assert final.read_bytes() == BIG
-    assert route.ranges[-1] is not None
-    resumed_at = int(route.ranges[-1].removeprefix("bytes=").rstrip("-"))
-    assert resumed_at >= kept  # fsync'd bytes at the kill are at least what we saw
-    assert not partial.exists()
-
-
-def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
-    tmp_path: Path, server: MisbehavingServer
-) -> None:
-    route = Route(BIG, "slow")
-    url = server.add("/big.bin", route)
-    project = make_project(tmp_path / "project", {"big": entry_yaml(url, BIG, "big.bin")})
-    partial = project / "data" / "sources" / ".big.vcat" / "partial" / "main.part"
     process = subprocess.Popen(
         [VCAT, "fetch", "big", "--no-dvc"],
         cwd=project,
@@ -110,19 +92,50 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
         stderr=subprocess.PIPE,
         text=True,
     )
+    fetch = SlowFetch(route, project, process)
     deadline = time.monotonic() + 60
-    while not (partial.exists() and partial.stat().st_size > 2 << 20):
-        assert process.poll() is None and time.monotonic() < deadline
+    while not (fetch.partial.exists() and fetch.partial.stat().st_size > min_bytes):
+        assert not fetch.final.exists()
+        assert process.poll() is None, "the download ended before it could be interrupted"
+        assert time.monotonic() < deadline
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 130
+    return fetch
+
+
+def finish_and_check_resumed(fetch: SlowFetch, kept: int) -> None:
+    """Run the fetch again on a well-behaved server: it must resume at ``kept`` bytes."""
+    fetch.route.behaviour = "good"
+    out = run([VCAT, "fetch", "big", "--no-dvc"], fetch.project)
+    assert "verified" in out
+    assert fetch.final.read_bytes() == BIG
+    assert fetch.route.ranges[-1] == f"bytes={kept}-"
+    assert not fetch.partial.exists()
+
+
+def test_killed_download_resumes_to_identical_bytes(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    fetch = start_slow_fetch(tmp_path, server, 4 << 20)
+    fetch.process.send_signal(signal.SIGKILL)
+    fetch.process.communicate()
+    kept = fetch.partial.stat().st_size
+    assert 0 < kept < len(BIG)
+    assert not fetch.final.exists()
+    finish_and_check_resumed(fetch, kept)
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    fetch = start_slow_fetch(tmp_path, server, 2 << 20)
+    fetch.process.send_signal(signal.SIGINT)
+    _, err = fetch.process.communicate(timeout=30)
+    assert fetch.process.returncode == 130
     assert "interrupted" in err and "run the same command to resume" in err
-    assert 0 < partial.stat().st_size < len(BIG)
-    route.behaviour = "good"
-    run([VCAT, "fetch", "big", "--no-dvc"], project)
-    assert (project / "data" / "sources" / "big" / "big.bin").read_bytes() == BIG
-    assert route.ranges[-1] is not None and route.ranges[-1] != "bytes=0-"
+    kept = fetch.partial.stat().st_size
+    assert 0 < kept < len(BIG)
+    assert not fetch.final.exists()
+    finish_and_check_resumed(fetch, kept)
 
 
 @pytest.fixture
