@@ -97,6 +97,12 @@ def vcat(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def only_quarantine(project: Path, entry: str, source: str) -> Path:
+    """The one quarantine folder of ``source``, which must exist."""
+    [folder] = (project / "data" / "sources" / f".{entry}.vcat" / "quarantine" / source).iterdir()
+    return folder
+
+
 def status_of(name: str) -> dict[tuple[str, str], dict]:
     code, out = vcat("status", name, "--json")
     assert code == 0, out
@@ -142,8 +148,7 @@ def test_checksum_mismatch_is_quarantined_not_placed(
     assert "checksum_mismatch" in out and "the size is right but the content differs" in out
     root = project / "data" / "sources" / "flickr"
     assert not (root / "list.gz").exists()
-    quarantine = project / "data" / "sources" / ".flickr.vcat" / "quarantine" / "list"
-    [folder] = list(quarantine.iterdir())
+    folder = only_quarantine(project, "flickr", "list")
     assert (folder / "list.gz").read_bytes() == served
     reason = json.loads((folder / "reason.json").read_text())
     assert reason["failure"] == "checksum_mismatch"
@@ -157,8 +162,7 @@ def test_html_page_is_quarantined_with_the_page(project: Path, server: Misbehavi
     code, out = vcat("fetch", "flickr", "--no-dvc")
     assert code == 1
     assert "html_instead_of_file" in out and "Sign in - Example Storage" in out
-    quarantine = project / "data" / "sources" / ".flickr.vcat" / "quarantine" / "list"
-    [folder] = list(quarantine.iterdir())
+    folder = only_quarantine(project, "flickr", "list")
     assert b"Log in required" in (folder / "page.html").read_bytes()
     assert not (project / "data" / "sources" / "flickr" / "list.gz").exists()
     assert status_of("flickr")[("source", "list")]["state"] == "failed:html_instead_of_file"
@@ -275,8 +279,7 @@ def test_hostile_archive_is_refused_and_nothing_is_placed(
     root = project / "data" / "sources" / "scenes"
     assert not (root / "scene").exists()
     assert not list(project.parent.rglob("escaped.txt"))
-    quarantine = project / "data" / "sources" / ".scenes.vcat" / "quarantine" / "images"
-    [folder] = list(quarantine.iterdir())
+    folder = only_quarantine(project, "scenes", "images")
     assert (folder / "images.tar.gz").read_bytes() == hostile
 
 
