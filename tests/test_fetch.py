@@ -8,6 +8,8 @@ import json
 import os
 import random
 import re
+import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -381,3 +383,23 @@ def test_crash_while_moving_an_archive_into_place_is_finished_by_the_next_run(
     for name in ("a/1.jpg", "b/2.jpg", "c/3.jpg"):
         assert (root / name).read_bytes() == name[2].encode() * 100
     assert status_of("scenes")[("source", "folders")]["state"] == "verified"
+
+
+def test_dvc_refusing_to_track_is_an_error_that_keeps_the_data(
+    project: Path, server: MisbehavingServer
+) -> None:
+    url = server.add("/list.gz", Route(LIST))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("dvc")), "init", "-q"], cwd=project, check=True
+    )
+    # a stage already claims the folder, so `dvc add` must refuse it
+    (project / "dvc.yaml").write_text(
+        "stages:\n  make:\n    cmd: echo made\n    outs: [data/sources/flickr]\n"
+    )
+    code, out = vcat("fetch", "flickr")
+    assert code == 1
+    assert "the data is in place but DVC did not track it" in out
+    assert "dvc add data/sources/flickr" in out
+    assert (project / "data" / "sources" / "flickr" / "list.gz").read_bytes() == LIST

@@ -106,14 +106,33 @@ def fetch(
             f"every placed file is listed in {display_path(manifest)}; "
             f"`vcat verify {name} --manifest {display_path(manifest)}` re-checks the tree"
         )
-    placed = any(outcome.state != "failed" for outcome in outcomes)
-    repo = dvc_repo_root(root) if dvc and placed else None
-    if repo is not None:
-        md5s = {path: md5 for outcome in outcomes for path, md5 in outcome.md5s.items()}
-        dvc_file = track(root, md5s, repo)
-        stdout.print(f"tracked by DVC in {display_path(dvc_file)}; commit it with git")
-    if any(outcome.state == "failed" for outcome in outcomes):
+    failed = any(outcome.state == "failed" for outcome in outcomes)
+    if dvc and root.is_dir() and any(root.iterdir()) and not _track(root, outcomes):
+        failed = True
+    if failed:
         raise typer.Exit(1)
+
+
+def _track(root: Path, outcomes: list[Outcome]) -> bool:
+    """``dvc add`` the root when it lies in a DVC repository; False when DVC refused."""
+    from dvc.exceptions import DvcException
+
+    repo = dvc_repo_root(root)
+    if repo is None:
+        stdout.print(f"not tracked by DVC: {display_path(root)} is outside any DVC repository")
+        return True
+    md5s = {path: md5 for outcome in outcomes for path, md5 in outcome.md5s.items()}
+    try:
+        dvc_file = track(root, md5s, repo)
+    except DvcException as exc:
+        stderr.print(
+            f"[red]error:[/red] the data is in place but DVC did not track it: {escape(str(exc))}"
+            f"; fix that and run `dvc add {display_path(root)}`",
+            highlight=False,
+        )
+        return False
+    stdout.print(f"tracked by DVC in {display_path(dvc_file)}; commit it with git")
+    return True
 
 
 def _remember(name: str, root: Path) -> None:
