@@ -17,6 +17,7 @@ from vcat.failures import FailureClass, FetchFailure
 from vcat.fetch.transport import BLOCK_SIZE, BytesBody, RemoteInfo, TransientError
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+REQUEST_SIZE = 16 << 20
 
 
 def _filesystem() -> Any:
@@ -56,7 +57,8 @@ class S3Transport:
             info = self._fs.info(key)
             etag = str(info.get("ETag", "")).strip('"') or None
             start = offset if validator is not None and validator == etag else 0
-            stream = self._fs.open(key, "rb", block_size=BLOCK_SIZE, cache_type="none")
+            # one ranged GET per 16 MiB read ahead: 1 MiB requests run 4-5x slower
+            stream = self._fs.open(key, "rb", block_size=REQUEST_SIZE, cache_type="readahead")
             stream.seek(start)
         except FileNotFoundError:
             raise FetchFailure(FailureClass.NOT_FOUND, f"{url} does not exist") from None
