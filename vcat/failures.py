@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from pathlib import Path
 
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body)", re.IGNORECASE)
 _SNIFF_BYTES = 1024
@@ -101,3 +102,9 @@ def looks_like_html(head: bytes) -> bool:
     """True when the first bytes of a file or body start an HTML document (a web page saved
     or served where data was expected)."""
     return bool(_HTML_START.match(head.removeprefix(b"\xef\xbb\xbf")[:_SNIFF_BYTES]))
+
+
+def file_is_html(path: Path) -> bool:
+    """``looks_like_html`` of the file's first bytes (``OSError`` when it cannot be read)."""
+    with path.open("rb") as stream:
+        return looks_like_html(stream.read(_SNIFF_BYTES))

@@ -219,6 +219,14 @@ class EntryBase(Strict):
         default_factory=list, description="Upstream problems a user must know about."
     )
 
+    def located_sources(self) -> list[tuple[Location, Source]]:
+        """Every downloadable file, with its location in the entry (each kind says which)."""
+        raise NotImplementedError
+
+    def all_sources(self) -> list[Source]:
+        """Every downloadable file, in catalog order."""
+        return [source for _, source in self.located_sources()]
+
 
 class DatasetEntry(EntryBase):
     access: Access

@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from vcat.catalog.loader import Entry, load_catalog
-from vcat.problems import CatalogError
+from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
+from vcat.settings import dataset_root, load_settings, remember_root
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -42,3 +43,39 @@ def load_entry(name: str, catalog_dir: Path | None) -> Entry:
         for problem in broken:
             stderr.print(problem.format(), markup=False, highlight=False)
         fail(f"entry {name!r} is invalid; fix the problems above" if broken else exc.args[0])
+
+
+def root_of(name: str, outside_project: str) -> Path:
+    """``dataset_root(name)``, or exit 2 with ``outside_project`` when there is no project,
+    or with the settings file's problems when it is invalid."""
+    try:
+        return dataset_root(name)
+    except ProjectNotFound:
+        fail(outside_project)
+    except CatalogError as exc:
+        print_problems(exc)
+        raise typer.Exit(2) from None
+
+
+def remember(name: str, root: Path) -> bool:
+    """Record ``root`` as ``name``'s root unless it already is; True when this wrote it.
+
+    Outside a project, or with an invalid settings file, says so and records nothing.
+    """
+    try:
+        if load_settings().roots.get(name) == str(root.resolve()):
+            return False
+        written = remember_root(None, name, root)
+    except ProjectNotFound:
+        stderr.print("[dim]root not remembered: not inside a vcat project[/dim]")
+        return False
+    except CatalogError as exc:
+        print_problems(exc)
+        stderr.print("[yellow]root not remembered: the settings file is invalid[/yellow]")
+        return False
+    stderr.print(
+        f"remembered {escape(str(root.resolve()))} as the root of {name} "
+        f"(in {escape(display_path(written))})",
+        highlight=False,
+    )
+    return True

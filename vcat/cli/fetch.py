@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vcat.cli.catalog import CatalogOption
-from vcat.cli.common import fail, load_entry, print_problems, stderr, stdout
+from vcat.cli.common import fail, load_entry, remember, root_of, stderr, stdout
 from vcat.fetch.download import Cancelled, RetryPolicy
 from vcat.fetch.placing import Outcome, write_tree_manifest
 from vcat.fetch.runner import fetch_all
@@ -24,9 +24,7 @@ from vcat.fetch.selection import SelectionError, select_sources
 from vcat.fetch.source import FetchOptions
 from vcat.fetch.tracking import dvc_repo_root, track
 from vcat.fetch.workspace import Busy, Workspace
-from vcat.problems import CatalogError, display_path
-from vcat.project import ProjectNotFound
-from vcat.settings import dataset_root, remember_root
+from vcat.problems import display_path
 
 _STATE_STYLES = {
     "verified": "green",
@@ -39,13 +37,7 @@ _STATE_STYLES = {
 def _root_for(name: str, dest: Path | None) -> Path:
     if dest is not None:
         return dest.expanduser().resolve()
-    try:
-        return dataset_root(name)
-    except ProjectNotFound:
-        fail(f"not inside a vcat project: pass --dest DIR to say where {name} goes")
-    except CatalogError as exc:
-        print_problems(exc)
-        raise typer.Exit(2) from None
+    return root_of(name, f"not inside a vcat project: pass --dest DIR to say where {name} goes")
 
 
 def fetch(
@@ -86,7 +78,7 @@ def fetch(
         fail(str(exc))
     root = _root_for(name, dest)
     if dest is not None:
-        _remember(name, root)
+        remember(name, root)
     options = FetchOptions(policy=RetryPolicy(attempts=retries), keep_archives=keep_archives)
     stderr.print(f"fetching {len(sources)} source(s) of {name} into {display_path(root)}")
     try:
@@ -99,8 +91,7 @@ def fetch(
         )
         raise typer.Exit(130) from None
     _print_outcomes(outcomes)
-    all_sources = [found for _, found in entry.spec.located_sources()]  # type: ignore[attr-defined]
-    manifest = write_tree_manifest(all_sources, Workspace(root))
+    manifest = write_tree_manifest(entry.spec.all_sources(), Workspace(root))
     if manifest is not None:
         stdout.print(
             f"every placed file is listed in {display_path(manifest)}; "
@@ -133,16 +124,6 @@ def _track(root: Path, outcomes: list[Outcome]) -> bool:
         return False
     stdout.print(f"tracked by DVC in {display_path(dvc_file)}; commit it with git")
     return True
-
-
-def _remember(name: str, root: Path) -> None:
-    try:
-        remember_root(None, name, root)
-    except ProjectNotFound:
-        pass  # outside a project there is nowhere to remember it; the fetch still works
-    except CatalogError as exc:
-        print_problems(exc)
-        raise typer.Exit(2) from None
 
 
 def _print_outcomes(outcomes: list[Outcome]) -> None:

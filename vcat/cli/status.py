@@ -15,11 +15,9 @@ from rich.table import Table
 
 from vcat.catalog.loader import load_catalog
 from vcat.cli.catalog import CatalogOption, JsonOption
-from vcat.cli.common import fail, load_entry, print_problems, stdout
+from vcat.cli.common import fail, load_entry, root_of, stdout
 from vcat.fetch.status import StatusRow, entry_status
-from vcat.problems import CatalogError
 from vcat.project import ProjectNotFound, default_catalog_dir
-from vcat.settings import dataset_root
 
 STATUS_FORMAT = "vcat.status/1"
 
@@ -48,13 +46,9 @@ def status(
     rows: list[StatusRow] = []
     roots: dict[str, Path] = {}
     for entry in entries:
-        try:
-            roots[entry.name] = dataset_root(entry.name)
-        except ProjectNotFound:
-            fail("not inside a vcat project: run vcat status from a checkout")
-        except CatalogError as exc:
-            print_problems(exc)
-            raise typer.Exit(2) from None
+        roots[entry.name] = root_of(
+            entry.name, "not inside a vcat project: run vcat status from a checkout"
+        )
         rows.extend(entry_status(entry, roots[entry.name]))
     if as_json:
         document = {

@@ -30,11 +30,11 @@ from rich.table import Column, Table
 from vcat.catalog.loader import Entry
 from vcat.catalog.schema import DatasetEntry
 from vcat.cli.catalog import CatalogOption, JsonOption
-from vcat.cli.common import fail, load_entry, print_problems, stderr, stdout
+from vcat.cli.common import fail, load_entry, print_problems, remember, stderr, stdout
 from vcat.failures import FailureClass
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, find_project_root
-from vcat.settings import default_root, load_settings, remember_root
+from vcat.settings import default_root, load_settings
 from vcat.verify.layout import LayoutReport, NoLayout, RuleStatus, check_layout
 from vcat.verify.manifest import (
     CHECK_ADVICE,
@@ -111,25 +111,7 @@ def _root(name: str, given: Path | None) -> tuple[Path, bool]:
 
 def _remember(name: str, root: Path, given: bool, passed: bool) -> bool:
     """Record ``root`` for ``name`` when it was given and passed; True when this wrote it."""
-    if not (given and passed):
-        return False
-    try:
-        if load_settings().roots.get(name) == str(root.resolve()):
-            return False
-        written = remember_root(None, name, root)
-    except ProjectNotFound:
-        stderr.print("[dim]root not remembered: not inside a vcat project[/dim]")
-        return False
-    except CatalogError as exc:
-        print_problems(exc)
-        stderr.print("[yellow]root not remembered: the settings file is invalid[/yellow]")
-        return False
-    stderr.print(
-        f"remembered {escape(str(root.resolve()))} as the root of {name} "
-        f"(in {escape(display_path(written))})",
-        highlight=False,
-    )
-    return True
+    return given and passed and remember(name, root)
 
 
 def _access(entry: Entry) -> dict[str, Any] | None:

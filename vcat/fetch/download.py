@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vcat.catalog.fields import Checksum
-from vcat.failures import FailureClass, FetchFailure, looks_like_html
+from vcat.failures import FailureClass, FetchFailure, file_is_html
 from vcat.fetch.transport import Body, RemoteInfo, TransientError, Transport
 from vcat.hashing import hash_file
 
@@ -92,12 +92,6 @@ class PartialFile:
         self.meta_path.unlink(missing_ok=True)
 
 
-@dataclass(frozen=True)
-class Downloaded:
-    size: int
-    etag: str | None
-
-
 def check_upstream(info: RemoteInfo, expected: Expected, url: str) -> None:
     """Raise ``upstream_changed`` when the server's size or ETag contradicts the catalog."""
     if expected.size is not None and info.size is not None and info.size != expected.size:
@@ -122,7 +116,7 @@ def download(
     on_progress: Callable[[int, int | None], None] = lambda done, total: None,
     cancel: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> Downloaded:
+) -> None:
     """Bring ``partial`` to the whole file at ``url``, resuming what an earlier run left.
 
     ``on_progress(bytes_done, total)`` is called as bytes arrive. Raises ``FetchFailure``
@@ -139,7 +133,7 @@ def download(
         try:
             body = transport.open(url, have, validator)
             try:
-                info = _receive(url, body, expected, partial, have, on_progress, cancel)
+                _receive(url, body, expected, partial, have, on_progress, cancel)
             finally:
                 body.close()
         except TransientError as exc:
@@ -155,7 +149,7 @@ def download(
             sleep(policy.delay(failures, exc.retry_after))
             meta = partial.meta()
             continue
-        return Downloaded(partial.size(), info.etag)
+        return
 
 
 def _receive(
@@ -166,7 +160,7 @@ def _receive(
     have: int,
     on_progress: Callable[[int, int | None], None],
     cancel: threading.Event | None,
-) -> RemoteInfo:
+) -> None:
     info = body.info
     check_upstream(info, expected, url)
     if body.start not in (0, have):
@@ -202,7 +196,6 @@ def _receive(
         raise TransientError(
             FailureClass.TRUNCATED, f"{url} closed the connection at {done:,}{of_total} bytes"
         )
-    return info
 
 
 def verify_file(path: Path, expected: Expected, name: str | None = None) -> dict[str, str]:
@@ -234,6 +227,4 @@ def verify_file(path: Path, expected: Expected, name: str | None = None) -> dict
 
 
 def _html_or(path: Path, failure: FailureClass) -> FailureClass:
-    with path.open("rb") as stream:
-        head = stream.read(1024)
-    return FailureClass.HTML_INSTEAD_OF_FILE if looks_like_html(head) else failure
+    return FailureClass.HTML_INSTEAD_OF_FILE if file_is_html(path) else failure

@@ -93,10 +93,10 @@ def _remote_info(response: requests.Response) -> tuple[int, RemoteInfo]:
             raise TransientError(FailureClass.UNREACHABLE, "206 answer without a Content-Range")
         total = None if match.group(3) == "*" else int(match.group(3))
         return int(match.group(1)), RemoteInfo(total, etag, validator)
+    # the body is kept as sent (no decoding), so Content-Length is its size in any encoding
     length = response.headers.get("Content-Length")
-    identity = response.headers.get("Content-Encoding", "identity") == "identity"
     size = int(length) if length and length.isdigit() else None
-    return 0, RemoteInfo(size if identity or size is not None else None, etag, validator)
+    return 0, RemoteInfo(size, etag, validator)
 
 
 class HttpTransport:

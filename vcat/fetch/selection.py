@@ -26,7 +26,7 @@ def select_sources(
     sources: Sequence[str] = (),
 ) -> list[Source]:
     """The sources to fetch, in catalog order; every source when nothing is named."""
-    all_sources = [source for _, source in spec.located_sources()]  # type: ignore[attr-defined]
+    all_sources = spec.all_sources()
     by_name = {source.name: source for source in all_sources}
     if not all_sources:
         how = ""

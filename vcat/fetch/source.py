@@ -15,7 +15,7 @@ from pathlib import Path
 from vcat.archive import ExtractLimits, detect_archive_kind
 from vcat.catalog.fields import parse_checksum
 from vcat.catalog.schema import ArchiveKind, Source
-from vcat.failures import FailureClass, FetchFailure, looks_like_html
+from vcat.failures import FailureClass, FetchFailure, file_is_html
 from vcat.fetch.download import Expected, PartialFile, RetryPolicy, download, verify_file
 from vcat.fetch.pages import ServedPage
 from vcat.fetch.placing import (
@@ -111,7 +111,7 @@ def _adopt(
     downloading it again. A file that fails is quarantined and None returned: download it."""
     try:
         digests = _verify(path, source.filename, expected, progress)
-        if expected.checksum is None and _is_page(path):
+        if expected.checksum is None and file_is_html(path):
             page = FetchFailure(FailureClass.HTML_INSTEAD_OF_FILE, f"{path.name} is a web page")
             raise Rejected(page, path)
     except Rejected as rejected:
@@ -119,11 +119,6 @@ def _adopt(
         return None
     how = "already in place; "
     return record_file(source, workspace, path, digests, expected, owned, how)
-
-
-def _is_page(path: Path) -> bool:
-    with path.open("rb") as stream:
-        return looks_like_html(stream.read(1024))
 
 
 def _download(

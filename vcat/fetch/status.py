@@ -82,7 +82,7 @@ def entry_status(entry: Entry, root: Path) -> list[StatusRow]:
     workspace = Workspace(root)
     rows: list[StatusRow] = []
     states: dict[str, tuple[str, str]] = {}
-    for _, source in spec.located_sources():  # type: ignore[attr-defined]
+    for source in spec.all_sources():
         states[source.name] = source_state(source, workspace)
         rows.append(StatusRow(entry.name, "source", source.name, *states[source.name]))
     if not isinstance(spec, DatasetEntry):

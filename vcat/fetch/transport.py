@@ -70,13 +70,9 @@ class BytesBody:
             close()
 
 
-def scheme_of(url: str) -> str:
-    return urlsplit(url).scheme.lower()
-
-
 def transport_for(url: str) -> Transport:
     """A new transport for ``url``'s scheme (http, https, s3 or file)."""
-    scheme = scheme_of(url)
+    scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
         from vcat.fetch.http import HttpTransport
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from vcat.failures import ADVICE, FailureClass, looks_like_html
+from vcat.failures import ADVICE, FailureClass, file_is_html
 from vcat.hashing import ALGORITHMS, BLOCK_SIZE
 
 MAGIC = "vcat-manifest"
@@ -88,8 +88,6 @@ BATCH_BYTES = 16 << 20
 BATCH_FILES = 256
 #: Workers report bytes read this often, so a progress bar moves inside a large file.
 REPORT_BYTES = 16 << 20
-#: Bytes read to tell whether a wrong file is a saved web page.
-SNIFF_BYTES = 1024
 
 _HTML_NAMES = (".html", ".htm", ".xhtml")
 _HEX = re.compile(r"[0-9a-fA-F]+\Z")
@@ -716,9 +714,8 @@ def _classify(
     """``kind``, or ``html_instead_of_file`` when the wrong file is a saved web page."""
     if not record.path.lower().endswith(_HTML_NAMES):
         try:
-            with open(os.path.join(root, record.path), "rb") as stream:
-                if looks_like_html(stream.read(SNIFF_BYTES)):
-                    kind = FailureClass.HTML_INSTEAD_OF_FILE
+            if file_is_html(root / record.path):
+                kind = FailureClass.HTML_INSTEAD_OF_FILE
         except OSError:
             pass  # the size or digest already says it is wrong
     return FileResult(record.path, kind, record.size, size, record.digest, digest)
