@@ -205,16 +205,18 @@ def test_archives_are_unpacked_and_kept(project: Path, server: MisbehavingServer
     assert "checksum_mismatch" in out and "scene/b.jpg" in out
 
 
+def serve_archive_entry(project: Path, server: MisbehavingServer, archive: bytes) -> None:
+    """Entry ``scenes`` with one tar.gz source ``images`` that the server serves as given."""
+    url = server.add("/images.tar.gz", Route(archive))
+    entry = source_yaml("images", url, "images.tar.gz", archive, archive="tar.gz", unpack_to=".")
+    write_entry(project, "scenes", entry)
+
+
 def test_corrupt_archive_is_classified_and_nothing_is_placed(
     project: Path, server: MisbehavingServer
 ) -> None:
     broken = ARCHIVE[: len(ARCHIVE) // 2]
-    url = server.add("/images.tar.gz", Route(broken))
-    write_entry(
-        project,
-        "scenes",
-        source_yaml("images", url, "images.tar.gz", broken, archive="tar.gz", unpack_to="."),
-    )
+    serve_archive_entry(project, server, broken)
     code, out = vcat("fetch", "scenes", "--no-dvc")
     assert code == 1
     assert "corrupt_archive" in out
@@ -269,12 +271,7 @@ def test_hostile_archive_is_refused_and_nothing_is_placed(
     project: Path, server: MisbehavingServer
 ) -> None:
     hostile = tar_gz({"scene/ok.jpg": b"fine", "../../escaped.txt": b"owned"})
-    url = server.add("/images.tar.gz", Route(hostile))
-    write_entry(
-        project,
-        "scenes",
-        source_yaml("images", url, "images.tar.gz", hostile, archive="tar.gz", unpack_to="."),
-    )
+    serve_archive_entry(project, server, hostile)
     code, out = vcat("fetch", "scenes", "--no-dvc")
     assert code == 1
     assert "unsafe_archive" in out and "../../escaped.txt" in out
