@@ -267,6 +267,20 @@ def test_file_url_source(project: Path, tmp_path: Path) -> None:
     assert (project / "data" / "sources" / "flickr" / "list.gz").read_bytes() == LIST
 
 
+def test_relative_file_url_is_read_from_inside_the_project(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = project / "upstream" / "list.gz"
+    upstream.parent.mkdir()
+    upstream.write_bytes(LIST)
+    write_entry(project, "flickr", source_yaml("list", "file:upstream/list.gz", "list.gz", LIST))
+    (project / "elsewhere").mkdir()
+    monkeypatch.chdir(project / "elsewhere")
+    code, out = vcat("fetch", "flickr", "--no-dvc")
+    assert code == 0, out
+    assert (project / "data" / "sources" / "flickr" / "list.gz").read_bytes() == LIST
+
+
 def test_hostile_archive_is_refused_and_nothing_is_placed(
     project: Path, server: MisbehavingServer
 ) -> None:

@@ -88,13 +88,22 @@ def test_relative_paths_accepted(good: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["https://x.org/a.zip", "http://127.0.0.1:8000/f", "s3://bucket/key", "file:///tmp/f"],
+    [
+        "https://x.org/a.zip",
+        "http://127.0.0.1:8000/f",
+        "s3://bucket/key",
+        "file:///tmp/f",
+        "file:/tmp/f",
+        "file:.vcat/demo-world/f.tar",
+    ],
 )
 def test_source_url_schemes(url: str) -> None:
     assert source_url.validate_python(url) == url
 
 
-@pytest.mark.parametrize("url", ["ftp://x.org/a", "https:///nohost", "https://x.org/a b"])
+@pytest.mark.parametrize(
+    "url", ["ftp://x.org/a", "https:///nohost", "https://x.org/a b", "file:../outside/f"]
+)
 def test_bad_source_urls(url: str) -> None:
     with pytest.raises(ValidationError):
         source_url.validate_python(url)

@@ -1,4 +1,4 @@
-"""``file://`` sources: a local or mounted file read like any remote one."""
+"""``file:`` sources: a local or mounted file read like any remote one."""
 
 from __future__ import annotations
 
@@ -9,15 +9,23 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from vcat.failures import FailureClass, FetchFailure
+from vcat.project import default_catalog_dir
 from vcat.fetch.transport import BLOCK_SIZE, BytesBody, RemoteInfo
 
 
-def path_of(url: str) -> Path:
-    """The local path a ``file://`` URL names."""
+def path_of(url: str, project_root: Path | None = None) -> Path:
+    """The local path a ``file:`` URL names.
+
+    ``file:///abs/path`` (or ``file:/abs/path``) is absolute; ``file:rel/path`` is relative to the project root
+    (``project_root``, else the project enclosing the catalog in use).
+    """
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise FetchFailure(FailureClass.UNREACHABLE, f"file URL names another host: {url}")
-    return Path(url2pathname(parts.path))
+    path = Path(url2pathname(parts.path))
+    if parts.path.startswith("/"):
+        return path
+    return (project_root or default_catalog_dir().resolve().parent) / path
 
 
 def _blocks(stream: BinaryIO) -> Iterator[bytes]:
