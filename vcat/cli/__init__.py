@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vcat.cli import catalog, fetch, status, verify
+from vcat.cli import catalog, demo, fetch, status, verify
 
 app = typer.Typer(
     name="vcat",
@@ -17,6 +17,7 @@ app.command("fetch")(fetch.fetch)
 app.command("status")(status.status)
 app.command("verify")(verify.verify)
 app.add_typer(verify.manifest_app, name="manifest")
+app.add_typer(demo.app, name="demo")
 
 
 def main() -> None:

@@ -3,6 +3,11 @@
 Each photo has a stable name and comes back as an RGB ``uint8`` array of shape (H, W, 3);
 the order of :data:`PHOTO_NAMES` is part of the demo world's definition (seeded choices
 index into it), so append, never reorder.
+
+Terms: scikit-image's photos are CC0 or public domain (see each loader's docstring there);
+scikit-learn's china.jpg and flower.jpg are CC BY 2.0 (credit in its ``images/README.txt``);
+matplotlib's grace_hopper.jpg is a US Navy photograph in the public domain. Only photos
+whose terms allow redistribution belong here.
 """
 
 from __future__ import annotations
@@ -54,8 +59,6 @@ _LOADERS: dict[str, Callable[[], RGBImage]] = {
     "hubble_deep_field": _skimage("hubble_deep_field"),
     "immunohistochemistry": _skimage("immunohistochemistry"),
     "retina": _skimage("retina"),
-    "motorcycle_left": lambda: _skimage("stereo_motorcycle")()[0],
-    "motorcycle_right": lambda: _skimage("stereo_motorcycle")()[1],
     "china": _sklearn("china.jpg"),
     "flower": _sklearn("flower.jpg"),
     "grace_hopper": _matplotlib("grace_hopper.jpg"),

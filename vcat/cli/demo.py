@@ -1,0 +1,85 @@
+"""`vcat demo build`: make the demo world that the ``demo-*`` catalog entries download from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vcat.catalog.loader import load_catalog
+from vcat.cli.catalog import CatalogOption
+from vcat.cli.common import fail, stderr, stdout
+from vcat.demo.build import DEMO_WORLD, FileReport, Part, build_demo_world, demo_parts
+from vcat.project import ProjectNotFound, default_catalog_dir
+
+app = typer.Typer(no_args_is_help=True, help="The embedded demo world.")
+
+
+def _table(reports: list[FileReport], project_root: Path) -> Table:
+    table = Table("file", "catalog source", "size", "md5", "catalog", box=None)
+    for report in reports:
+        if report.expected_md5 is None:
+            verdict = "[yellow]not recorded[/yellow]"
+        elif report.matches:
+            verdict = "[green]matches[/green]"
+        else:
+            verdict = f"[red]differs[/red] (size {report.expected_size}, md5 {report.expected_md5})"
+        table.add_row(
+            escape(report.path.relative_to(project_root).as_posix()),
+            f"{report.published.entry}:{report.published.source}",
+            f"{report.size:,}",
+            report.md5,
+            verdict,
+        )
+    return table
+
+
+@app.command("build")
+def build(
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild parts that already match the catalog.")
+    ] = False,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """Build the demo world in .vcat/demo-world/ and check every file against the catalog.
+
+    Parts whose files already match the catalog are kept. Exit 1 when a built file differs
+    from what its catalog entry records (another encoder version gives other bytes).
+    """
+    try:
+        folder = catalog_dir or default_catalog_dir()
+    except ProjectNotFound as exc:
+        fail(str(exc))
+    project_root = folder.resolve().parent
+    catalog = load_catalog([folder])
+    parts = demo_parts()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(f"demo world: {parts[0].name}", total=len(parts))
+
+        def advance(part: Part, built: bool) -> None:
+            stderr.print(f"{'built' if built else 'up to date'}: {part.name}", highlight=False)
+            done = parts.index(part) + 1
+            following = parts[done].name if done < len(parts) else "checking"
+            progress.update(task, completed=done, description=f"demo world: {following}")
+
+        reports = build_demo_world(project_root, catalog, force, parts, advance)
+    stdout.print(_table(reports, project_root))
+    differing = [r for r in reports if r.expected_md5 is not None and not r.matches]
+    unrecorded = [r for r in reports if r.expected_md5 is None]
+    if unrecorded:
+        stderr.print(
+            f"[yellow]{len(unrecorded)} file(s) have no size and md5 in the catalog; record the "
+            "values above in their entries[/yellow]"
+        )
+    if differing:
+        fail(
+            f"{len(differing)} demo file(s) differ from the catalog. The demo extra pins the "
+            "encoders the catalog was recorded with: `pip install -e '.[demo]'`, then run "
+            f"`vcat demo build --force`. The files are in {DEMO_WORLD}/.",
+            code=1,
+        )
