@@ -10,10 +10,12 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vcat.catalog.loader import load_catalog
+from vcat.catalog.loader import Catalog, load_catalog
 from vcat.cli.catalog import CatalogOption
 from vcat.cli.common import fail, stderr, stdout
 from vcat.demo.build import DEMO_WORLD, FileReport, Part, build_demo_world, demo_parts
+from vcat.demo.record import RecordError, record_source
+from vcat.problems import display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
 
 app = typer.Typer(no_args_is_help=True, help="The embedded demo world.")
@@ -38,17 +40,41 @@ def _table(reports: list[FileReport], project_root: Path) -> Table:
     return table
 
 
+def _record(catalog: Catalog, reports: list[FileReport]) -> None:
+    for report in reports:
+        published = report.published
+        try:
+            path = record_source(
+                catalog, published.entry, published.source, report.size, report.md5
+            )
+        except (KeyError, RecordError) as exc:
+            fail(str(exc.args[0]))
+        stderr.print(
+            f"recorded {published.entry}:{published.source} in {display_path(path)}",
+            highlight=False,
+        )
+
+
 @app.command("build")
 def build(
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild parts that already match the catalog.")
+    ] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="Write each built file's size and md5 into its catalog entry (after changing "
+            "how the demo world is made).",
+        ),
     ] = False,
     catalog_dir: CatalogOption = None,
 ) -> None:
     """Build the demo world in .vcat/demo-world/ and check every file against the catalog.
 
     Parts whose files already match the catalog are kept. Exit 1 when a built file differs
-    from what its catalog entry records (another encoder version gives other bytes).
+    from what its catalog entry records (another encoder version gives other bytes), unless
+    --record writes the new values into the entries.
     """
     try:
         folder = catalog_dir or default_catalog_dir()
@@ -69,6 +95,9 @@ def build(
 
         reports = build_demo_world(project_root, catalog, force, parts, advance)
     stdout.print(_table(reports, project_root))
+    if record:
+        _record(catalog, [r for r in reports if not r.matches])
+        return
     differing = [r for r in reports if r.expected_md5 is not None and not r.matches]
     unrecorded = [r for r in reports if r.expected_md5 is None]
     if unrecorded:

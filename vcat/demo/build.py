@@ -110,8 +110,8 @@ def demo_parts() -> list[Part]:
             "flickr",
             build_flickr,
             tuple(
-                Published(f"lists/flickr-demo-{n}.tsv.gz", "demo-flickr", f"list-{n}")
-                for n in (100, 200, 500)
+                Published(f"lists/flickr-{n}.tsv.gz", "demo-flickr", f"list-{n}")
+                for n in ("0.1k", "0.2k", "0.5k")
             ),
         ),
         Part(
