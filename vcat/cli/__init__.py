@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vcat.cli import catalog, demo, fetch, status, verify
+from vcat.cli import catalog, compare, demo, fetch, status, verify
 
 app = typer.Typer(
     name="vcat",
@@ -18,6 +18,7 @@ app.command("status")(status.status)
 app.command("verify")(verify.verify)
 app.add_typer(verify.manifest_app, name="manifest")
 app.add_typer(demo.app, name="demo")
+app.command("compare")(compare.compare)
 
 
 def main() -> None:

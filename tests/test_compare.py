@@ -1,0 +1,156 @@
+"""`vcat compare` on a real git + DVC repository with a stage that writes metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vcat.cli import app
+from vcat.compare import MISSING, compare
+
+DVC_YAML = """\
+stages:
+  train:
+    cmd: {python} train.py
+    deps: [train.py]
+    params: [train.lr]
+    metrics:
+      - metrics/train.json:
+          cache: false
+"""
+TRAIN_PY = """\
+import json, pathlib, yaml
+lr = yaml.safe_load(open("params.yaml"))["train"]["lr"]
+pathlib.Path("metrics").mkdir(exist_ok=True)
+result = {"accuracy": round(0.5 + lr, 6), "loss": {"final": round(1 - lr, 6)}, "epochs": 3}
+pathlib.Path("metrics/train.json").write_text(json.dumps(result))
+"""
+RATES = (0.1, 0.2, 0.35)
+runner = CliRunner()
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def dvc(repo: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three commits; each changes train.lr, and `dvc repro` rewrites metrics/train.json."""
+    repo = tmp_path_factory.mktemp("history")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "ci@example.org")
+    git(repo, "config", "user.name", "CI")
+    dvc(repo, "init", "-q")
+    (repo / "dvc.yaml").write_text(DVC_YAML.format(python=sys.executable))
+    (repo / "train.py").write_text(TRAIN_PY)
+    for rate in RATES:
+        (repo / "params.yaml").write_text(f"train:\n  lr: {rate}\n  batch: 32\n")
+        dvc(repo, "repro", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"lr {rate}")
+    git(repo, "tag", "baseline", "HEAD~2")
+    return repo
+
+
+@pytest.fixture
+def inside(history: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(history)
+    yield history
+    # a test may leave the workspace dirty; the next one starts from HEAD
+    git(history, "checkout", "-q", "--", ".")
+
+
+def test_table_shows_each_revision_and_the_change(inside: Path) -> None:
+    result = runner.invoke(app, ["compare", "HEAD~2", "HEAD~1", "HEAD"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    shas = [git(inside, "rev-parse", "--short=7", f"HEAD~{n}") for n in (2, 1, 0)]
+    assert all(sha in out for sha in shas)
+    assert "baseline" in out and "main" in out  # tag and branch beside the short sha
+    accuracy = next(line for line in out.splitlines() if "accuracy" in line)
+    assert accuracy.split()[:2] == ["│", "*"]  # marked as changed
+    assert "0.6" in accuracy and "0.7 (+0.1)" in accuracy and "0.85 (+0.25)" in accuracy
+    lr = next(line for line in out.splitlines() if "train.lr" in line)
+    assert "0.2 (+0.1)" in lr and "0.35 (+0.25)" in lr
+    batch = next(line for line in out.splitlines() if "train.batch" in line)
+    assert "*" not in batch and "(+" not in batch
+    assert "read better as a plot" in out  # three revisions, no --plot
+
+
+def test_json_layout(inside: Path) -> None:
+    result = runner.invoke(app, ["compare", "baseline", "HEAD", "--json", "--no-params"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["format"] == "vcat.compare/1"
+    assert [r["rev"] for r in document["revisions"]] == ["baseline", "HEAD"]
+    assert document["revisions"][0]["names"] == ["baseline"]
+    assert document["revisions"][1]["sha"] == git(inside, "rev-parse", "HEAD")
+    assert document["params"] == []
+    rows = {(row["file"], row["key"]): row for row in document["metrics"]}
+    assert set(rows) == {
+        ("metrics/train.json", "accuracy"),
+        ("metrics/train.json", "loss.final"),
+        ("metrics/train.json", "epochs"),
+    }
+    assert rows["metrics/train.json", "loss.final"] == {
+        "file": "metrics/train.json",
+        "key": "loss.final",
+        "values": [0.9, 0.65],
+        "absent": [],
+        "changed": True,
+        "deltas": [0.0, -0.25],
+    }
+    assert rows["metrics/train.json", "epochs"]["changed"] is False
+    assert document["notices"] == []
+
+
+def test_unknown_revision_is_an_error_naming_it(inside: Path) -> None:
+    result = runner.invoke(app, ["compare", "HEAD", "no-such-branch"])
+    assert result.exit_code == 2
+    assert "unknown revision 'no-such-branch'" in result.output
+
+
+def test_unparsable_metrics_file_is_a_notice_naming_revision_and_file(inside: Path) -> None:
+    (inside / "metrics" / "train.json").write_text('{"accuracy": \n')
+    result = runner.invoke(app, ["compare", "HEAD", "workspace"])
+    assert result.exit_code == 0, result.output
+    assert "notice: workspace: metrics/train.json: cannot be parsed" in result.output
+    assert "line 2" in result.output
+    comparison = compare(["HEAD", "workspace"], metrics=True, params=False)
+    accuracy = next(row for row in comparison.metrics if row.key == "accuracy")
+    assert accuracy.values == (0.85, MISSING)
+
+
+def test_plot_is_a_png_with_a_panel_per_metric(inside: Path, tmp_path: Path) -> None:
+    target = tmp_path / "plots" / "compare.png"
+    result = runner.invoke(app, ["compare", "HEAD~2", "HEAD~1", "HEAD", "--plot", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "(3 panels)" in result.output
+    assert "read better as a plot" not in result.output
+    from PIL import Image
+
+    with Image.open(target) as image:
+        assert image.format == "PNG"
+        image.verify()
+    assert [p.name for p in target.parent.iterdir()] == ["compare.png"]
+
+
+def test_same_commit_twice_and_workspace_columns(inside: Path) -> None:
+    (inside / "params.yaml").write_text(textwrap.dedent("train:\n  lr: 0.5\n  batch: 32\n"))
+    comparison = compare(["main", "HEAD", "workspace"], metrics=False)
+    lr = next(row for row in comparison.params if row.key == "train.lr")
+    assert lr.values == (0.35, 0.35, 0.5)
+    assert lr.deltas == (0.0, 0.0, 0.15)
+    assert [r.short for r in comparison.revisions][2] == "workspace"

@@ -1,0 +1,352 @@
+"""Metrics and params of several git revisions side by side, read through DVC.
+
+:func:`compare` asks DVC's Python API (``Repo.metrics.show`` / ``Repo.params.show``) for every
+metrics file DVC knows (``metrics:`` in ``dvc.yaml``) and every params file (``params.yaml``
+and the params files stages name) at each revision, and flattens nested values into dotted
+keys. ``workspace`` stands for the uncommitted working tree. A revision git cannot resolve is
+a :class:`RevisionNotFound`; a file that cannot be read at some revision is a :class:`Notice`
+and its values are absent there. :func:`plot_metrics` draws one small panel per numeric metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+COMPARE_FORMAT = "vcat.compare/1"
+WORKSPACE = "workspace"
+SHORT_SHA = 7
+
+Kind = Literal["metric", "param"]
+
+
+class _Missing:
+    """The value of a key that a revision does not have."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class CompareError(Exception):
+    """The comparison cannot be made (no DVC project, no git, an unknown revision)."""
+
+
+class RevisionNotFound(CompareError):
+    """A revision that git cannot resolve."""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One column: the revision as given, its commit (None for the workspace) and ref names."""
+
+    spec: str
+    sha: str | None
+    names: tuple[str, ...] = ()
+
+    @property
+    def short(self) -> str:
+        return WORKSPACE if self.sha is None else self.sha[:SHORT_SHA]
+
+    @property
+    def label(self) -> str:
+        """Short sha plus the tags and branches at that commit, e.g. ``1a2b3c4 v1.0, main``."""
+        return " ".join([self.short, ", ".join(self.names)]) if self.names else self.short
+
+
+@dataclass(frozen=True)
+class Row:
+    """One dotted key of one file, with its value at every revision (``MISSING`` if absent)."""
+
+    kind: Kind
+    file: str
+    key: str
+    values: tuple[Any, ...]
+
+    @property
+    def changed(self) -> bool:
+        """True when some revision's value differs from another's (absence counts)."""
+        return any(not _same(self.values[0], value) for value in self.values[1:])
+
+    def differs(self, column: int) -> bool:
+        """True when the value at ``column`` differs from the first revision's."""
+        return not _same(self.values[0], self.values[column])
+
+    @property
+    def deltas(self) -> tuple[int | float | None, ...]:
+        """``value - first value`` per revision where both are numbers, else None."""
+        first = self.values[0]
+        return tuple(
+            _delta(first, value) if _is_number(first) and _is_number(value) else None
+            for value in self.values
+        )
+
+    @property
+    def numeric(self) -> bool:
+        return any(_is_number(value) for value in self.values)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A file (or a whole revision, when ``file`` is None) that could not be read."""
+
+    revision: Revision
+    file: str | None
+    message: str
+
+    def format(self) -> str:
+        where = self.revision.spec
+        if self.revision.sha is not None and self.revision.spec != self.revision.short:
+            where += f" ({self.revision.short})"
+        return f"{where}: {self.file}: {self.message}" if self.file else f"{where}: {self.message}"
+
+
+@dataclass
+class Comparison:
+    revisions: list[Revision]
+    metrics: list[Row] = field(default_factory=list)
+    params: list[Row] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``vcat.compare/1`` document described in docs/cli-json.md."""
+        return {
+            "format": COMPARE_FORMAT,
+            "revisions": [
+                {"rev": r.spec, "sha": r.sha, "short": r.short, "names": list(r.names)}
+                for r in self.revisions
+            ],
+            "metrics": [_row_json(row) for row in self.metrics],
+            "params": [_row_json(row) for row in self.params],
+            "notices": [
+                {"rev": n.revision.spec, "file": n.file, "message": n.message} for n in self.notices
+            ],
+        }
+
+
+def compare(
+    revs: Sequence[str],
+    *,
+    root: Path | None = None,
+    metrics: bool = True,
+    params: bool = True,
+) -> Comparison:
+    """Metrics and params of ``revs`` (git revisions or ``workspace``) in the DVC repo at
+    ``root`` (default: the one enclosing the working directory)."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    if not revs:
+        raise CompareError("name at least one revision")
+    try:
+        repo = Repo(str(root) if root is not None else None)
+    except NotDvcRepoError as exc:
+        raise CompareError(f"{exc}; run vcat compare inside a DVC project") from None
+    with repo:
+        revisions = _resolve(repo, revs)
+        comparison = Comparison(revisions)
+        if metrics:
+            shown = repo.metrics.show(revs=_commits(revisions), hide_workspace=False)
+            comparison.metrics = _rows("metric", revisions, shown, comparison.notices)
+        if params:
+            shown = repo.params.show(revs=_commits(revisions), hide_workspace=False)
+            comparison.params = _rows("param", revisions, shown, comparison.notices)
+    return comparison
+
+
+def _resolve(repo: Any, revs: Sequence[str]) -> list[Revision]:
+    from dvc.scm import NoSCM, RevError, resolve_rev
+
+    commits = [rev for rev in revs if rev != WORKSPACE]
+    if commits and isinstance(repo.scm, NoSCM):
+        raise CompareError(f"{repo.root_dir} is not in a git repository; only workspace exists")
+    revisions = []
+    for rev in revs:
+        if rev == WORKSPACE:
+            revisions.append(Revision(rev, None))
+            continue
+        try:
+            sha = resolve_rev(repo.scm, rev)
+        except RevError:
+            raise RevisionNotFound(
+                f"unknown revision {rev!r}: git knows no commit, tag or branch of that name "
+                "(`git log --oneline` lists commits)"
+            ) from None
+        revisions.append(Revision(rev, sha, _ref_names(Path(repo.scm.root_dir), sha)))
+    return revisions
+
+
+def _ref_names(git_root: Path, sha: str) -> tuple[str, ...]:
+    """Tags, then branches, that point at commit ``sha``."""
+    names: list[str] = []
+    for refs in ("refs/tags", "refs/heads"):
+        listed = subprocess.run(
+            ["git", "for-each-ref", f"--points-at={sha}", "--format=%(refname:short)", refs],
+            cwd=git_root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        names.extend(sorted(listed.stdout.split()))
+    return tuple(names)
+
+
+def _commits(revisions: list[Revision]) -> list[str]:
+    return list(dict.fromkeys(r.sha for r in revisions if r.sha is not None))
+
+
+def _result_for(shown: Mapping[str, Any], revision: Revision) -> Mapping[str, Any] | None:
+    """DVC's result for one revision: keys are commits as asked (joined by ``,`` when several
+    asked revisions are one commit), ``workspace``, or ``""`` when no commit was asked."""
+    if revision.sha is None:
+        return shown.get(WORKSPACE, shown.get(""))
+    for key, result in shown.items():
+        if revision.sha in key.split(","):
+            return result
+    return None
+
+
+def _rows(
+    kind: Kind,
+    revisions: list[Revision],
+    shown: Mapping[str, Any],
+    notices: list[Notice],
+) -> list[Row]:
+    per_revision: list[dict[str, dict[str, Any]]] = []
+    for revision in revisions:
+        result = _result_for(shown, revision)
+        files: dict[str, dict[str, Any]] = {}
+        if result is None:
+            notices.append(Notice(revision, None, "holds no DVC project (no .dvc/ at the root)"))
+        elif "error" in result:
+            notices.append(Notice(revision, None, f"cannot read {kind}s: {result['error']}"))
+        else:
+            for path, content in sorted(result.get("data", {}).items()):
+                name = Path(path).as_posix()
+                if "error" in content:
+                    notices.append(Notice(revision, name, _explain(content["error"])))
+                else:
+                    files[name] = dict(_flatten(content.get("data", {})))
+        per_revision.append(files)
+    rows = []
+    for name in sorted({name for files in per_revision for name in files}):
+        keys = dict.fromkeys(key for files in per_revision for key in files.get(name, {}))
+        for key in keys:
+            values = tuple(files.get(name, {}).get(key, MISSING) for files in per_revision)
+            rows.append(Row(kind, name, key, values))
+    return rows
+
+
+def _explain(error: BaseException) -> str:
+    """One line for a file DVC could not read at some revision."""
+    if isinstance(error, FileNotFoundError):
+        return "missing (not committed, or not produced yet at this revision)"
+    cause = error.__cause__
+    if cause is not None:
+        return f"cannot be parsed: {cause}"
+    return f"cannot be read: {error}"
+
+
+def _flatten(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(data, Mapping) and (data or not prefix):
+        for key, value in data.items():
+            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _is_number(a) and _is_number(b):
+        return a == b or (a != a and b != b)  # NaN equals NaN here
+    return type(a) is type(b) and a == b
+
+
+def _delta(first: int | float, value: int | float) -> int | float:
+    difference = value - first
+    if isinstance(difference, float) and math.isfinite(difference):
+        # 0.3 - 0.1 is 0.19999999999999998; twelve significant digits drop the noise
+        return float(f"{difference:.12g}")
+    return difference
+
+
+def _json_value(value: Any) -> Any:
+    if value is MISSING:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # nan, inf, -inf: JSON has no literal for them
+    return value
+
+
+def _row_json(row: Row) -> dict[str, Any]:
+    return {
+        "file": row.file,
+        "key": row.key,
+        "values": [_json_value(value) for value in row.values],
+        "absent": [index for index, value in enumerate(row.values) if value is MISSING],
+        "changed": row.changed,
+        "deltas": [_json_value(delta) for delta in row.deltas],
+    }
+
+
+def format_value(value: Any) -> str:
+    """A value as the table shows it: floats to 6 significant digits, lists as JSON."""
+    if value is MISSING:
+        return "-"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def format_delta(delta: int | float) -> str:
+    return f"{delta:+.4g}" if isinstance(delta, float) else f"{delta:+d}"
+
+
+def plot_metrics(comparison: Comparison, path: Path) -> int:
+    """A PNG at ``path`` with one small panel per numeric metric across the revisions;
+    returns the number of panels. Written to a temporary name, then renamed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [row for row in comparison.metrics if row.numeric]
+    if not rows:
+        raise CompareError("no numeric metric at these revisions: nothing to plot")
+    columns = min(4, len(rows))
+    lines = math.ceil(len(rows) / columns)
+    figure = Figure(figsize=(3.2 * columns, 2.4 * lines + 0.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    labels = [revision.label.replace(" ", "\n", 1) for revision in comparison.revisions]
+    positions = list(range(len(labels)))
+    several_files = len({row.file for row in rows}) > 1
+    for index, row in enumerate(rows):
+        axes = figure.add_subplot(lines, columns, index + 1)
+        points = [(x, v) for x, v in zip(positions, row.values, strict=True) if _is_number(v)]
+        axes.plot([x for x, _ in points], [v for _, v in points], marker="o")
+        axes.set_xticks(positions, labels, rotation=30, fontsize=7)
+        axes.set_xlim(-0.5, len(labels) - 0.5)
+        axes.tick_params(axis="y", labelsize=7)
+        axes.set_title(f"{row.file}\n{row.key}" if several_files else row.key, fontsize=8)
+        axes.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        figure.savefig(partial, format="png", dpi=100, metadata={"Software": None})
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(rows)
