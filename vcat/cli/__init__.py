@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from vcat.cli import catalog, compare, demo, fetch, status, verify
+from vcat.stage import app as stage_app
 
 app = typer.Typer(
     name="vcat",
@@ -19,6 +20,7 @@ app.command("verify")(verify.verify)
 app.add_typer(verify.manifest_app, name="manifest")
 app.add_typer(demo.app, name="demo")
 app.command("compare")(compare.compare)
+app.add_typer(stage_app, name="stage")
 
 
 def main() -> None:
