@@ -120,6 +120,8 @@ def test_unknown_revision_is_an_error_naming_it(inside: Path) -> None:
     result = runner.invoke(app, ["compare", "HEAD", "no-such-branch"])
     assert result.exit_code == 2
     assert "unknown revision 'no-such-branch'" in result.output
+    result = runner.invoke(app, ["compare", "HEAD", "--no-metrics", "--no-params"])
+    assert result.exit_code == 2 and "nothing to compare" in result.output
 
 
 def test_unparsable_metrics_file_is_a_notice_naming_revision_and_file(inside: Path) -> None:

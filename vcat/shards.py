@@ -227,9 +227,10 @@ class _OpenShard:
         self.samples: dict[str, SampleLocation] = {}
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
-        self.stream.write(data)
-        self.md5.update(data)
-        self.offset += len(data)
+        view = memoryview(data).cast("B")  # counts bytes whatever the buffer's item size
+        self.stream.write(view)
+        self.md5.update(view)
+        self.offset += view.nbytes
 
     def add(self, key: str, members: list[_Member]) -> None:
         start = self.offset

@@ -35,6 +35,7 @@ def compare(
     revs: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="REV",
             help=f"Git revisions (commits, tags, branches, HEAD~N) or `{WORKSPACE}` for the "
             "uncommitted tree; the first is the reference for differences. Default: HEAD "
             f"{WORKSPACE}.",
@@ -59,6 +60,8 @@ def compare(
 ) -> None:
     """Show every metric and param at each revision, marking changes and differences from the
     first revision."""
+    if not metrics and not params:
+        fail("--no-metrics with --no-params leaves nothing to compare")
     chosen = revs or ["HEAD", WORKSPACE]
     try:
         comparison = core.compare(chosen, metrics=metrics, params=params)
