@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vcat.cli import catalog, compare, demo, fetch, status, verify
+from vcat.cli import catalog, compare, demo, fetch, release, remote, status, verify
 from vcat.stage import app as stage_app
 
 app = typer.Typer(
@@ -20,6 +20,8 @@ app.command("verify")(verify.verify)
 app.add_typer(verify.manifest_app, name="manifest")
 app.add_typer(demo.app, name="demo")
 app.command("compare")(compare.compare)
+app.add_typer(remote.app, name="remote")
+app.command("release")(release.release)
 app.add_typer(stage_app, name="stage")
 
 
