@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from vcat.demo import matterport
+from vcat.demo import scenes as scenes_module
 from vcat.demo.croco import CROPS_PATH, build_croco_metadata
 from vcat.demo.matterport import build_matterport
 from vcat.demo.megadepth import build_megadepth
@@ -130,6 +131,17 @@ def test_a_board_facing_the_camera_renders_at_its_exact_distance() -> None:
     camera_above = look_at("up", (0.0, 0.0, 9.0), (0.0, 1.0, 9.0), 400.0, 160, 120)
     rgb, depth = render(Scene("t", (quad,), (camera_above,), background=(1, 2, 3)), camera_above)
     assert not (depth > 0).any() and (rgb == (1, 2, 3)).all()
+
+
+def test_rendering_in_bands_of_any_size_gives_the_same_pixels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scene = get_scene("0002")
+    camera = scene.cameras[5]
+    rgb, depth = render(scene, camera)
+    monkeypatch.setattr(scenes_module, "BAND_PIXELS", 480 * 7)
+    other_rgb, other_depth = render(scene, camera)
+    assert rgb.tobytes() == other_rgb.tobytes() and depth.tobytes() == other_depth.tobytes()
 
 
 def test_a_skewed_quad_and_an_unknown_scene_are_refused() -> None:

@@ -127,6 +127,19 @@ class Camera:
     width: int
     height: int
 
+    def __post_init__(self) -> None:
+        shapes = {"K": (3, 3), "R": (3, 3), "t": (3,)}
+        for field, shape in shapes.items():
+            array = getattr(self, field)
+            if array.shape != shape or array.dtype != np.float64:
+                raise ValueError(
+                    f"camera {self.name!r}: {field} must be float64 of shape {shape}, "
+                    f"not {array.dtype} {array.shape}"
+                )
+            array.setflags(write=False)
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"camera {self.name!r}: size {self.width}x{self.height}")
+
     @property
     def fx(self) -> float:
         return float(self.K[0, 0])
@@ -316,7 +329,8 @@ def _scene(index: int, scene_id: str) -> Scene:
             _draw(rng, 1.1, 1.9),
         )
         target = (_draw(rng, -1.5, 1.5), _draw(rng, 2.0, 4.0), _draw(rng, 0.9, 1.8))
-        roll = _ROLLED.get((scene_id, view), _draw(rng, -6.0, 6.0))
+        jitter = _draw(rng, -6.0, 6.0)  # drawn for every view, so a rolled one shifts no draws
+        roll = _ROLLED.get((scene_id, view), jitter)
         cameras.append(
             look_at(f"view{view}", position, target, _draw(rng, 360.0, 480.0), roll=roll)
         )
@@ -577,10 +591,11 @@ def visible(
     height, width = target_depth.shape
     with np.errstate(invalid="ignore"):
         inside = (z > NEAR) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
-    cols = np.where(inside, np.floor(np.where(inside, x, 0.0)), 0).astype(np.intp)
-    rows = np.where(inside, np.floor(np.where(inside, y, 0.0)), 0).astype(np.intp)
+    cols = np.floor(np.where(inside, x, 0.0)).astype(np.intp)
+    rows = np.floor(np.where(inside, y, 0.0)).astype(np.intp)
     seen = target_depth[rows, cols].astype(np.float64)
-    return inside & (seen > 0) & (np.abs(seen - np.where(inside, z, 0.0)) <= tolerance * seen)
+    with np.errstate(invalid="ignore"):
+        return inside & (seen > 0) & (np.abs(seen - z) <= tolerance * seen)
 
 
 def grid(camera: Camera, stride: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
