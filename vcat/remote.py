@@ -54,6 +54,8 @@ SERVED_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
 #: Any DVC remote name ``releases.yaml`` may list.
 REMOTE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 STOP_TIMEOUT = 15.0
+#: How long a running server may take to answer before ``up`` restarts it.
+ANSWER_TIMEOUT = 10.0
 _CREDENTIAL_KEYS = ("access_key_id", "secret_access_key", "session_token")
 _RELEASES_HEADER = (
     "# Who may read each DVC remote. `vcat release` refuses to push data derived from a\n"
@@ -263,11 +265,21 @@ def probe(endpoint: str, timeout: float = 2.0) -> Literal["answers", "refused", 
         connection.close()
 
 
-def server_running(state: ServerState) -> bool:
-    """The recorded server process is alive and answers on its port."""
-    if state.pid is None or not process_is_server(state.pid, state.server_dir):
-        return False
-    return probe(state.endpoint) == "answers"
+def server_alive(state: ServerState) -> bool:
+    """The recorded server process is alive (whether or not it answers)."""
+    return state.pid is not None and process_is_server(state.pid, state.server_dir)
+
+
+def answers_within(endpoint: str, seconds: float) -> bool:
+    """True once ``endpoint`` answers, trying for up to ``seconds`` (a busy or starting
+    server may take a while)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if probe(endpoint) == "answers":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 def _port_taken(port: int) -> bool:
@@ -294,7 +306,14 @@ def _start(state: ServerState) -> ServerState:
     process = server._process
     assert process is not None
     started = replace(state, pid=process.pid)
-    _ensure_bucket(started)
+    try:
+        _ensure_bucket(started)
+        write_state(started)
+    except BaseException as exc:
+        server.stop()  # a server that no state file records would never be stopped
+        if isinstance(exc, OSError):
+            raise RemoteError(f"cannot set up bucket {state.bucket}: {exc}") from None
+        raise
     return started
 
 
@@ -360,10 +379,14 @@ def remote_up(
                 f"{display_path(folder)} holds the server of remote {state.name!r}; "
                 f"give remote {name!r} its own --data-dir"
             )
-        started = not server_running(state)
+        alive = server_alive(state)
+        started = not (alive and answers_within(state.endpoint, ANSWER_TIMEOUT))
         if started:
-            if state.pid is not None and process_is_server(state.pid, state.server_dir):
-                notes.append(f"the server (pid {state.pid}) did not answer; restarting it")
+            if alive:
+                notes.append(
+                    f"the server (pid {state.pid}) did not answer in {ANSWER_TIMEOUT:.0f} s; "
+                    "restarting it"
+                )
                 _stop(state)
             if _port_taken(state.port):
                 port = free_port()
@@ -373,7 +396,6 @@ def remote_up(
                 )
                 state = replace(state, port=port)
             state = _start(state)
-            write_state(state)
     default_set, config_notes = configure_checkout(project_root, state)
     audience = record_audience(project_root, name, public)
     return UpReport(state, started, notes + config_notes, default_set, audience)
@@ -381,7 +403,7 @@ def remote_up(
 
 def remote_down(name: str, data_dir: Path | None = None) -> ServerState | None:
     """Stop the server of ``data_dir`` (data kept); the state it had, None if it was not up."""
-    folder = (data_dir or default_data_dir(name)).expanduser().resolve()
+    folder = (data_dir or default_data_dir(check_served_name(name))).expanduser().resolve()
     if not state_path(folder).exists():
         return None
     with _locked(folder):
@@ -425,12 +447,11 @@ class RemoteStatus:
 
 def remote_status(project_root: Path | None, name: str, data_dir: Path | None) -> RemoteStatus:
     """The server's state, and, inside a checkout, the remote's audience and endpoint there."""
-    folder = (data_dir or default_data_dir(name)).expanduser().resolve()
+    folder = (data_dir or default_data_dir(check_served_name(name))).expanduser().resolve()
     state = read_state(folder)
     kind: Literal["running", "stopped", "not-set-up", "not-answering"] = "not-set-up"
     if state is not None:
-        alive = state.pid is not None and process_is_server(state.pid, state.server_dir)
-        if not alive:
+        if not server_alive(state):
             kind = "stopped"
         else:
             kind = "running" if probe(state.endpoint) == "answers" else "not-answering"

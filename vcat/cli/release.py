@@ -7,6 +7,7 @@ run, 130 interrupted.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,6 +35,7 @@ from vcat.remote import (
     audience_of,
     default_remote,
     dvc_remote,
+    load_audiences,
     probe,
     remote_url,
 )
@@ -67,6 +69,13 @@ def _refusal_line(refusal: Refusal) -> str:
         f"  {released.output}{named}: derives from {refusal.entry!r}, licence "
         f"{refusal.licence} (redistribution {refusal.redistribution}), via {chain}"
     )
+
+
+def _private_remotes(root: Path) -> str:
+    private = [name for name, who in load_audiences(root).items() if who == Audience.PRIVATE]
+    if private:
+        return "--remote " + " or --remote ".join(private)
+    return f"`vcat remote up NAME`, or `audience: private` for a remote in {RELEASES_FILE}"
 
 
 def _unreachable(endpoint: str, remote: str, served: bool) -> str:
@@ -142,9 +151,8 @@ def release(
         for refusal in refused:
             stderr.print(escape(_refusal_line(refusal)), highlight=False)
         stderr.print(
-            "nothing was pushed: push these to a private remote (--remote NAME with "
-            f"`audience: private` in {RELEASES_FILE}), or leave them out of this release "
-            "(name only the targets you may share)",
+            f"nothing was pushed: push these to a private remote ({_private_remotes(root)}), "
+            "or leave them out of this release (name only the targets you may share)",
             highlight=False,
         )
         raise typer.Exit(1)
