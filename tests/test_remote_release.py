@@ -240,6 +240,13 @@ def test_public_remote_refuses_what_derives_from_forbidden_or_unknown_licences(
         assert refused_output in everything
     assert bucket_objects(public_dir) == []
 
+    # dvc.yaml no longer names the closed data, but dvc.lock records that the report in the
+    # workspace was built from it.
+    (project / "dvc.yaml").write_text(PIPELINE.replace(", data/prepared/closed.txt]", "]"))
+    still = run([VCAT, "release", "report", "--remote", "pub"], project, env, code=1).stderr
+    assert "stage prepare@closed <- data/sources/closed" in " ".join(still.split())
+    assert bucket_objects(public_dir) == []
+
     private = run([VCAT, "release", "report", "--remote", "demo"], project, env).stdout
     assert re.search(r"pushed [1-9]\d* file\(s\) to 'demo'", private)
     allowed = run([VCAT, "release", "prepare@open", "-r", "pub"], project, env).stdout

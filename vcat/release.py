@@ -132,6 +132,8 @@ def _locked_deps(stage: Any, root: Path) -> set[str]:
     recorded = stage.dvcfile.lockfile_contents.get("stages", {}).get(name, {})
     paths = set()
     for dep in recorded.get("deps", []):
+        if "://" in dep["path"]:
+            continue  # a URL (import-url): not a path in this repository
         absolute = os.path.normpath(os.path.join(stage.wdir, dep["path"]))
         relative = os.path.relpath(absolute, root)
         if not relative.startswith(".."):
