@@ -57,3 +57,16 @@ def test_record_replaces_an_existing_size(catalog_dir: Path) -> None:
 def test_record_of_an_unknown_source_names_the_file(catalog_dir: Path) -> None:
     with pytest.raises(RecordError, match=r"demo-x\.yaml: no source named 'third'"):
         record_source(load_catalog([catalog_dir]), "demo-x", "third", 1, "c" * 32)
+
+
+def test_recording_two_sources_of_one_entry_in_turn(catalog_dir: Path) -> None:
+    catalog = load_catalog([catalog_dir])
+    record_source(catalog, "demo-x", "first", 12, "a" * 32)
+    record_source(catalog, "demo-x", "second", 7, "b" * 32)
+    first, second = load_catalog([catalog_dir]).get("demo-x").spec.sources
+    assert (first.size, first.checksum, second.size, second.checksum) == (
+        12,
+        "md5:" + "a" * 32,
+        7,
+        "md5:" + "b" * 32,
+    )

@@ -22,7 +22,9 @@ app = typer.Typer(no_args_is_help=True, help="The embedded demo world.")
 
 
 def _table(reports: list[FileReport], project_root: Path) -> Table:
-    table = Table("file", "catalog source", "size", "md5", "catalog", box=None)
+    table = Table(box=None)
+    for column in ("file", "catalog source", "size", "md5", "catalog"):
+        table.add_column(column, overflow="fold")
     for report in reports:
         if report.expected_md5 is None:
             verdict = "[yellow]not recorded[/yellow]"
@@ -31,7 +33,7 @@ def _table(reports: list[FileReport], project_root: Path) -> Table:
         else:
             verdict = f"[red]differs[/red] (size {report.expected_size}, md5 {report.expected_md5})"
         table.add_row(
-            escape(report.path.relative_to(project_root).as_posix()),
+            escape(report.path.relative_to(project_root / DEMO_WORLD).as_posix()),
             f"{report.published.entry}:{report.published.source}",
             f"{report.size:,}",
             report.md5,

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from vcat.catalog.loader import Catalog
+from vcat.catalog.loader import Catalog, load_entry
 
 _VALUE = re.compile(r"^(?P<indent>\s*)(?P<key>size|checksum):\s*\S.*$")
 
@@ -21,7 +21,8 @@ class RecordError(Exception):
 
 def record_source(catalog: Catalog, entry_name: str, source_name: str, size: int, md5: str) -> Path:
     """Set ``size`` and ``checksum: md5:<md5>`` of one source of a catalog entry file."""
-    entry = catalog.get(entry_name)
+    # read the file again: an earlier call may have moved this entry's lines
+    entry = load_entry(catalog.get(entry_name).path)
     names = [source.name for source in entry.spec.all_sources()]
     if source_name not in names:
         raise RecordError(f"{entry.path}: no source named {source_name!r} ({', '.join(names)})")
