@@ -303,9 +303,10 @@ def _start(state: ServerState) -> ServerState:
     except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
         raise RemoteError(f"the S3 server for remote {state.name!r} did not start: {exc}") from None
     # SeaweedS3 starts weed in its own session, so it outlives this command.
-    process = server._process
-    assert process is not None
-    started = replace(state, pid=process.pid)
+    pid = server.pid
+    if pid is None:
+        raise RemoteError(f"the S3 server for remote {state.name!r} exited right after starting")
+    started = replace(state, pid=pid)
     try:
         _ensure_bucket(started)
         write_state(started)

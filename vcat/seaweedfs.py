@@ -69,6 +69,13 @@ class SeaweedS3:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (it leads its own process group)."""
+        if self._process is None or self._process.poll() is not None:
+            return None
+        return self._process.pid
+
     def environment(self) -> dict[str, str]:
         return self.credentials.environment(self.endpoint)
 
