@@ -9,6 +9,7 @@ of millions of lines. The column holding the path and the slot width come from p
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import queue
 import threading
@@ -260,12 +261,17 @@ def is_current(list_path: Path, output: Path, width: int) -> bool:
 
 
 def main(
-    conf: Mapping[str, Any] | None, list_path: Path, output: Path, overwrite: bool = False
+    conf: Mapping[str, Any] | None,
+    list_path: Path,
+    output: Path,
+    overwrite: bool = False,
+    metrics: Path | None = None,
 ) -> Path:
     """Convert the subset list ``list_path`` into the memmap ``output``; return ``output``.
 
     Skipped when ``output`` is already newer than the list, unless ``overwrite``. The rows are
     written to a temporary name beside ``output`` and renamed into place when complete.
+    ``metrics``, when given, receives the number of paths and bytes as JSON.
     """
     settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
     width, column = int(settings.width), int(settings.column)
@@ -273,7 +279,15 @@ def main(
         raise StageError(f"stage {NAME}: width must be >= 1 and column >= 0")
     if not overwrite and is_current(list_path, output, width):
         stderr.print(f"{output} is up to date with {list_path}", highlight=False)
-        return output
+    else:
+        _convert_into(list_path, output, column, width)
+    if metrics is not None:
+        paths = output.stat().st_size // width
+        _write_json(metrics, {"paths": paths, "bytes": paths * width, "width": width})
+    return output
+
+
+def _convert_into(list_path: Path, output: Path, column: int, width: int) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     started = time.perf_counter()
@@ -288,7 +302,13 @@ def main(
         f"{output}: {count:,} paths of {width} bytes from {list_path} in {seconds:.1f} s",
         highlight=False,
     )
-    return output
+
+
+def _write_json(path: Path, values: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 def command(
@@ -308,11 +328,15 @@ def command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Convert even when OUTPUT is up to date.")
     ] = False,
+    metrics: Annotated[
+        Path | None,
+        typer.Option("--metrics", help="Also write the count of paths and bytes as JSON here."),
+    ] = None,
     params: ParamsOption = None,
 ) -> None:
     """Convert a Flickr-CC subset list into the S120 memmap path list DataLoaders share."""
     try:
         conf = stage_conf(NAME, default_conf, params, pipeline_keys)
-        main(conf, list_path, output, overwrite)
+        main(conf, list_path, output, overwrite, metrics)
     except (StageError, ListFormatError) as exc:
         fail(str(exc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
 from pathlib import Path
@@ -297,9 +298,11 @@ def test_vcat_stage_runs_flickr_memmap(tmp_path: Path, monkeypatch: pytest.Monke
     assert output.stat().st_size == 20 * 100
     assert "20 paths of 100 bytes" in result.stderr
 
-    result = invoke(*args)
+    result = invoke(*args, "--metrics", str(tmp_path / "metrics" / "list.json"))
     assert result.exit_code == 0, result.output
     assert "up to date" in result.stderr
+    counted = json.loads((tmp_path / "metrics" / "list.json").read_text())
+    assert counted == {"paths": 20, "bytes": 2000, "width": 100}
 
     params.write_text("flickr-memmap:\n  width: 100\n  colum: 2\n")
     result = invoke(*args, "--overwrite")

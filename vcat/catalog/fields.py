@@ -69,13 +69,13 @@ def _url_checker(schemes: frozenset[str]):
             raise ValueError(f"{value!r} is not a URL with one of the schemes {allowed}")
         if parts.scheme != "file" and not parts.netloc:
             raise ValueError(f"{value!r} has no host")
-        if parts.scheme == "file" and not parts.path.startswith("/"):
-            # file:relative/path names a file inside the project, as npm's file: specifiers do
-            if ".." in PurePosixPath(parts.path).parts:
-                raise ValueError(
-                    f"{value!r} leaves the project: a relative file: URL must stay inside it; "
-                    "use file:///absolute/path for files elsewhere"
-                )
+        # file:relative/path names a file inside the project, as npm's file: specifiers do
+        relative = parts.scheme == "file" and not parts.path.startswith("/")
+        if relative and ".." in PurePosixPath(parts.path).parts:
+            raise ValueError(
+                f"{value!r} leaves the project: a relative file: URL must stay inside it; "
+                "use file:///absolute/path for files elsewhere"
+            )
         if any(ch.isspace() for ch in value):
             raise ValueError(f"{value!r} contains white space; percent-encode it")
         return value

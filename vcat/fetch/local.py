@@ -9,15 +9,15 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from vcat.failures import FailureClass, FetchFailure
-from vcat.project import default_catalog_dir
 from vcat.fetch.transport import BLOCK_SIZE, BytesBody, RemoteInfo
+from vcat.project import default_catalog_dir
 
 
 def path_of(url: str, project_root: Path | None = None) -> Path:
     """The local path a ``file:`` URL names.
 
-    ``file:///abs/path`` (or ``file:/abs/path``) is absolute; ``file:rel/path`` is relative to the project root
-    (``project_root``, else the project enclosing the catalog in use).
+    ``file:///abs/path`` (or ``file:/abs/path``) is absolute; ``file:rel/path`` is relative
+    to the project root (``project_root``, else the project enclosing the catalog in use).
     """
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
