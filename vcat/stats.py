@@ -20,6 +20,7 @@ from vcat.catalog.schema import ArchiveKind, DatasetEntry, ListFormat, Subset
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm"})
 DEPTH_SUFFIXES = frozenset({".h5", ".hdf5"})
+ARRAY_SUFFIXES = frozenset({".npz", ".npy"})
 MEMMAP_WIDTH = 120
 
 
@@ -76,6 +77,8 @@ def _kind(path: Path) -> str:
         return "videos"
     if suffix in DEPTH_SUFFIXES:
         return "depth_maps"
+    if suffix in ARRAY_SUFFIXES:
+        return "arrays"
     if path.name.endswith((".tsv.gz", ".txt", ".memmap", ".csv", ".conf")):
         return "lists"
     return "other"
