@@ -17,9 +17,10 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
+	vcat demo build
 	dvc repro
 	vcat catalog lint
-	vcat catalog list
+	dvc metrics show
 
 lint: $(INSTALLED)
 	ruff check .
