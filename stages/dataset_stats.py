@@ -7,8 +7,6 @@ list file how many items it lists against the count its catalog entry expects (s
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +16,7 @@ import typer
 from vcat.catalog.schema import DatasetEntry
 from vcat.cli.catalog import CatalogOption
 from vcat.cli.common import fail, load_entry, stderr
-from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf
+from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf, write_json
 from vcat.stats import StatsError, dataset_stats
 
 NAME = "dataset-stats"
@@ -39,13 +37,7 @@ def main(
     merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
     if not root.is_dir():
         raise StatsError(f"{root}: no such folder; fetch the dataset first")
-    text = json.dumps(dataset_stats(entry, root), indent=2, sort_keys=True) + "\n"
-    if output.is_file() and output.read_text(encoding="utf-8") == text:
-        return output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, output)
+    write_json(output, dataset_stats(entry, root))
     return output
 
 

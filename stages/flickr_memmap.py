@@ -9,7 +9,6 @@ of millions of lines. The column holding the path and the slot width come from p
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import queue
 import threading
@@ -35,7 +34,7 @@ from rich.progress import (
 
 from vcat.cli.common import fail, stderr
 from vcat.lists.memmap import DEFAULT_WIDTH
-from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf
+from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf, write_json
 
 NAME = "flickr-memmap"
 default_conf: dict[str, Any] = {
@@ -283,7 +282,7 @@ def main(
         _convert_into(list_path, output, column, width)
     if metrics is not None:
         paths = output.stat().st_size // width
-        _write_json(metrics, {"paths": paths, "bytes": paths * width, "width": width})
+        write_json(metrics, {"paths": paths, "bytes": paths * width, "width": width})
     return output
 
 
@@ -302,13 +301,6 @@ def _convert_into(list_path: Path, output: Path, column: int, width: int) -> Non
         f"{output}: {count:,} paths of {width} bytes from {list_path} in {seconds:.1f} s",
         highlight=False,
     )
-
-
-def _write_json(path: Path, values: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(partial, path)
 
 
 def command(

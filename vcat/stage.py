@@ -18,6 +18,8 @@ type than its default, is an error naming the file, the line and the key.
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,6 +247,18 @@ def stage_conf(
     section, locate = read_params_section(path, name)
     overrides = {key: value for key, value in section.items() if key not in pipeline_keys}
     return merge_conf(default_conf, overrides, locate=locate)
+
+
+def write_json(path: Path, values: Mapping[str, Any]) -> None:
+    """``values`` as indented JSON with sorted keys (equal values, equal bytes), written to a
+    temporary name and renamed; the file is left alone when it already holds exactly that."""
+    text = json.dumps(values, indent=2, sort_keys=True) + "\n"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 ParamsOption = Annotated[

@@ -1,0 +1,302 @@
+"""Stage ``flickr-images``: download the images of a Flickr-CC subset list into shards.
+
+Each line ``flickr_id <TAB> url <TAB> images/.../<name>.jpg`` becomes one WebDataset sample
+keyed by the relative path without its extension (see :mod:`vcat.shards`), so the subset is
+a few large files for DVC however many images it holds; ``vcat.shards.unpack_shards`` gives
+back the guide's file tree for loaders that want it. Every line is attempted: unlike the
+upstream downloader, the last ``len % workers`` lines are not dropped.
+
+An image that cannot be had (deleted upstream, a web page instead of a JPEG, retries spent)
+is written to ``missing.tsv`` in the output folder with its line, URL and failure class;
+the stage fails once more than ``max_missing_fraction`` of the list is missing. A stopped
+run resumes where its last sealed shard ended; images after it are attempted again.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from vcat.cli.common import fail, stderr
+from vcat.failures import FetchFailure
+from vcat.fetch.download import RetryPolicy
+from vcat.fetch.small import fetch_bytes
+from vcat.shards import ShardError, ShardWriter, check_member_name
+from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf, write_json
+
+NAME = "flickr-images"
+default_conf: dict[str, Any] = {
+    "jobs": 8,  # parallel downloads
+    "attempts": 3,  # per image, with exponential backoff
+    "max_image_bytes": 64 << 20,
+    "shard_max_count": 10_000,
+    "shard_max_bytes": 1 << 30,
+    "max_missing_fraction": 0.0,  # Flickr deletes photos: real subsets need a few percent
+}
+pipeline_keys = ("entry", "subsets")
+
+MISSING_NAME = "missing.tsv"
+RUN_NAME = ".run.json"  # what the shards in the folder were made from
+_T = TypeVar("_T")
+
+
+class ListFormatError(ValueError):
+    """A list line that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a subset list."""
+
+    line: int
+    flickr_id: str
+    url: str
+    path: str
+
+    @property
+    def key(self) -> str:
+        return str(PurePosixPath(self.path).with_suffix(""))
+
+    @property
+    def ext(self) -> str:
+        return PurePosixPath(self.path).suffix.lstrip(".").lower()
+
+
+def read_rows(list_path: Path) -> list[Row]:
+    """Every line of a Flickr-CC list (gzip'd or not), checked; errors name file and line."""
+    opener = gzip.open if list_path.read_bytes()[:2] == b"\x1f\x8b" else open
+    rows = []
+    try:
+        with opener(list_path, "rt", encoding="utf-8", newline="") as lines:
+            for number, text in enumerate(lines, start=1):
+                fields = text.rstrip("\r\n").split("\t")
+                if len(fields) != 3 or not all(fields):
+                    raise ListFormatError(
+                        f"{list_path}:{number}: expected 3 tab-separated fields "
+                        "(flickr_id, url, relative path)"
+                    )
+                row = Row(number, *fields)
+                try:
+                    check_member_name(row.key, row.ext)
+                except ShardError as exc:
+                    raise ListFormatError(f"{list_path}:{number}: {exc}") from None
+                rows.append(row)
+    except (EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
+        raise ListFormatError(f"{list_path}: not a readable list ({exc}); fetch it again") from None
+    if not rows:
+        raise ListFormatError(f"{list_path}: the list holds no lines")
+    return rows
+
+
+def _signature(list_path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    digest = hashlib.md5(list_path.read_bytes()).hexdigest()
+    limits = {key: settings[key] for key in ("shard_max_count", "shard_max_bytes")}
+    return {"list_md5": digest, **limits}
+
+
+def _prepare_folder(output: Path, signature: dict[str, Any], overwrite: bool) -> None:
+    """Empty ``output`` unless it holds shards made from the same list and limits."""
+    run_file = output / RUN_NAME
+    same = run_file.is_file() and json.loads(run_file.read_text()) == signature
+    if overwrite or not same:
+        shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(signature, sort_keys=True) + "\n")
+
+
+def _recorded_missing(output: Path) -> dict[int, str]:
+    """Lines recorded as missing by an earlier run, with their record."""
+    path = output / MISSING_NAME
+    if not path.is_file():
+        return {}
+    records = {}
+    for text in path.read_text(encoding="utf-8").splitlines()[1:]:
+        line, _, _ = text.partition("\t")
+        records[int(line)] = text
+    return records
+
+
+def _fetch(row: Row, policy: RetryPolicy, max_bytes: int) -> bytes | FetchFailure:
+    try:
+        return fetch_bytes(row.url, policy=policy, max_bytes=max_bytes)
+    except FetchFailure as failure:
+        return failure
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[missing]} missing"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    )
+
+
+def _resume_point(rows: list[Row], kept_samples: int, recorded: dict[int, str]) -> int:
+    """The index of the first row still to download after an earlier run sealed
+    ``kept_samples`` samples; lines recorded missing before that point stay missing."""
+    sealed = 0
+    for index, row in enumerate(rows):
+        if sealed == kept_samples:
+            return index
+        if row.line not in recorded:
+            sealed += 1
+    return len(rows)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, work: Callable[[Row], _T], rows: list[Row], window: int
+) -> Iterator[_T]:
+    """``work(row)`` for each row, run on ``pool`` with at most ``window`` in flight, in order
+    (so memory holds ``window`` images however long the list)."""
+    pending: deque[Future[_T]] = deque()
+    for row in rows:
+        pending.append(pool.submit(work, row))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def main(
+    conf: Mapping[str, Any] | None,
+    list_path: Path,
+    output: Path,
+    overwrite: bool = False,
+    metrics: Path | None = None,
+) -> Path:
+    """Download every image of ``list_path`` into shards in the folder ``output``.
+
+    Skips nothing that an earlier complete run with the same list and limits made, resumes
+    an interrupted one, and starts afresh otherwise (or with ``overwrite``). ``metrics``,
+    when given, receives the counts of listed, stored and missing images as JSON.
+    """
+    settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
+    jobs = int(settings.jobs)
+    if jobs < 1 or int(settings.attempts) < 1:
+        raise StageError(f"stage {NAME}: jobs and attempts must be at least 1")
+    rows = read_rows(list_path)
+    _prepare_folder(output, _signature(list_path, settings), overwrite)
+    policy = RetryPolicy(attempts=int(settings.attempts))
+    allowed = int(float(settings.max_missing_fraction) * len(rows))
+    recorded = _recorded_missing(output)
+    with ShardWriter(
+        output,
+        max_count=int(settings.shard_max_count),
+        max_bytes=int(settings.shard_max_bytes),
+    ) as writer:
+        start = _resume_point(rows, writer.resumed_samples, recorded)
+        missing = [recorded[row.line] for row in rows[:start] if row.line in recorded]
+        for row in rows[:start]:
+            if row.line not in recorded:
+                writer.add(row.key, _already_sealed)
+        with (
+            _MissingLog(output / MISSING_NAME, missing) as log,
+            _progress() as progress,
+            ThreadPoolExecutor(jobs) as pool,
+        ):
+            task = progress.add_task(list_path.name, total=len(rows), completed=start, missing=0)
+            todo = rows[start:]
+            max_bytes = int(settings.max_image_bytes)
+            results = _in_order(pool, lambda row: _fetch(row, policy, max_bytes), todo, 4 * jobs)
+            for row, result in zip(todo, results, strict=True):
+                if isinstance(result, FetchFailure):
+                    log.add(row, result)
+                    if log.count > allowed:
+                        raise StageError(
+                            f"{list_path}: {log.count} images missing, more than the "
+                            f"{allowed} that {NAME}.max_missing_fraction="
+                            f"{settings.max_missing_fraction} allows; see {log.path}. The "
+                            "images stored so far are kept: run the stage again to retry the rest"
+                        )
+                else:
+                    writer.add(row.key, {row.ext: result})
+                progress.update(task, advance=1, missing=log.count)
+        stored = len(rows) - log.count
+    stderr.print(
+        f"{output}: {stored:,} of {len(rows):,} images in {len(writer.index.shards)} shard(s), "
+        f"{log.count:,} missing",
+        highlight=False,
+    )
+    if metrics is not None:
+        shards = len(writer.index.shards)
+        counts = {"listed": len(rows), "stored": stored, "missing": log.count, "shards": shards}
+        write_json(metrics, counts)
+    return output
+
+
+def _already_sealed() -> dict[str, bytes]:
+    raise AssertionError("a sample of a sealed shard was asked for again")
+
+
+class _MissingLog:
+    """``missing.tsv``: a header, then one line per image that could not be had, kept in
+    list order and flushed as it grows so that an interrupted run keeps it."""
+
+    HEADER = "line\tflickr_id\turl\tfailure\treason\n"
+
+    def __init__(self, path: Path, kept: list[str]) -> None:
+        self.path = path
+        self.count = len(kept)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(self.HEADER + "".join(f"{text}\n" for text in kept), encoding="utf-8")
+        os.replace(partial, path)
+        self._stream = path.open("a", encoding="utf-8")
+
+    def add(self, row: Row, failure: FetchFailure) -> None:
+        reason = " ".join(failure.reason.split())
+        self._stream.write(f"{row.line}\t{row.flickr_id}\t{row.url}\t{failure.failure}\t{reason}\n")
+        self._stream.flush()
+        self.count += 1
+
+    def __enter__(self) -> _MissingLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stream.close()
+
+
+def command(
+    list_path: Annotated[
+        Path,
+        typer.Argument(
+            help="Subset list: id, URL and relative path per line, gzip'd or not.",
+            metavar="LIST",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Argument(help="Folder of shards to write.", file_okay=False, metavar="OUTPUT")
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Download everything again.")
+    ] = False,
+    metrics: Annotated[
+        Path | None,
+        typer.Option("--metrics", help="Also write the listed/stored/missing counts as JSON."),
+    ] = None,
+    params: ParamsOption = None,
+) -> None:
+    """Download the images of a Flickr-CC subset list into WebDataset shards."""
+    try:
+        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
+        main(conf, list_path, output, overwrite, metrics)
+    except (StageError, ListFormatError, ShardError) as exc:
+        fail(str(exc), code=1)

@@ -1,0 +1,68 @@
+"""Small files (an image of a list) fetched whole into memory, with retries.
+
+For the millions of small downloads of an image list, where a partial file per image would
+cost more than it saves: a broken transfer is simply asked for again from the start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from vcat.failures import FailureClass, FetchFailure, looks_like_html
+from vcat.fetch.download import RetryPolicy
+from vcat.fetch.transport import Body, TransientError, transport_for
+
+DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_POLICY = RetryPolicy(attempts=3)
+
+
+def fetch_bytes(
+    url: str,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bytes:
+    """The whole content of ``url``; raises ``FetchFailure`` (with its class) when it fails.
+
+    Transient failures are retried with the backoff of ``policy``; a body larger than
+    ``max_bytes`` is ``oversized``, a short one ``truncated``, a web page where a file was
+    expected ``html_instead_of_file``.
+    """
+    transport = transport_for(url)
+    failures = 0
+    while True:
+        try:
+            return _read(url, transport.open(url, 0, None), max_bytes)
+        except TransientError as exc:
+            failures += 1
+            if failures >= policy.attempts:
+                raise FetchFailure(
+                    exc.failure, f"{exc.reason} (gave up after {policy.attempts} attempts)"
+                ) from None
+            sleep(policy.delay(failures, exc.retry_after))
+
+
+def _read(url: str, body: Body, max_bytes: int) -> bytes:
+    try:
+        chunks: list[bytes] = []
+        received = 0
+        for chunk in body.chunks():
+            received += len(chunk)
+            if received > max_bytes:
+                raise FetchFailure(
+                    FailureClass.OVERSIZED, f"{url} is larger than {max_bytes:,} bytes"
+                )
+            chunks.append(chunk)
+    finally:
+        body.close()
+    data = b"".join(chunks)
+    expected = body.info.size
+    if expected is not None and len(data) < expected:
+        raise TransientError(
+            FailureClass.TRUNCATED, f"{url} closed the connection at {len(data):,} of {expected:,}"
+        )
+    if looks_like_html(data[:1024]):
+        raise FetchFailure(FailureClass.HTML_INSTEAD_OF_FILE, f"{url} answered with a web page")
+    return data
