@@ -289,3 +289,26 @@ def test_an_incomplete_or_damaged_folder_is_refused_by_the_reader(tmp_path: Path
     shard.write_bytes(shard.read_bytes()[:-10240])
     with pytest.raises(ShardError, match=r"shard-000000\.tar is \d+ bytes, the index says"):
         read_sample(tmp_path / "out", "00/00001")
+
+
+def test_cli_lists_and_unpacks_a_shard_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vcat.cli import app
+
+    tree = tmp_path / "tree"
+    for name in ("a/x.jpg", "a/y.jpg", "b/z.png"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(name.encode() * 10)
+    pack_tree(tree, tmp_path / "shards", max_count=2, max_bytes=1 << 20)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["shards", "list", str(tmp_path / "shards")])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.split() == ["a/x", "a/y", "b/z"]
+    unpacked = runner.invoke(
+        app, ["shards", "unpack", str(tmp_path / "shards"), str(tmp_path / "u")]
+    )
+    assert unpacked.exit_code == 0, unpacked.output
+    assert (tmp_path / "u" / "b" / "z.png").read_bytes() == b"b/z.png" * 10
+    again = runner.invoke(app, ["shards", "unpack", str(tmp_path / "shards"), str(tmp_path / "u")])
+    assert again.exit_code == 2 and "exists" in again.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vcat.cli import catalog, compare, demo, fetch, release, remote, status, verify
+from vcat.cli import catalog, compare, demo, fetch, release, remote, shards, status, verify
 from vcat.stage import app as stage_app
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("compare")(compare.compare)
 app.add_typer(remote.app, name="remote")
 app.command("release")(release.release)
 app.add_typer(stage_app, name="stage")
+app.add_typer(shards.app, name="shards")
 
 
 def main() -> None:
