@@ -34,7 +34,15 @@ from vcat.failures import FetchFailure
 from vcat.fetch.download import RetryPolicy
 from vcat.fetch.small import fetch_bytes
 from vcat.shards import ShardError, ShardWriter, check_member_name
-from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf, write_json
+from vcat.stage import (
+    MetricsOption,
+    OverwriteOption,
+    ParamsOption,
+    StageError,
+    merge_conf,
+    stage_conf,
+    write_json,
+)
 
 NAME = "flickr-images"
 default_conf: dict[str, Any] = {
@@ -50,6 +58,10 @@ pipeline_keys = ("entry", "subsets")
 MISSING_NAME = "missing.tsv"
 RUN_NAME = ".run.json"  # what the shards in the folder were made from
 _T = TypeVar("_T")
+
+
+class TooManyMissing(StageError):
+    """More images could not be had than the stage allows."""
 
 
 class ListFormatError(ValueError):
@@ -219,7 +231,7 @@ def main(
                 if isinstance(result, FetchFailure):
                     log.add(row, result)
                     if log.count > allowed:
-                        raise StageError(
+                        raise TooManyMissing(
                             f"{list_path}: {log.count} images missing, more than the "
                             f"{allowed} that {NAME}.max_missing_fraction="
                             f"{settings.max_missing_fraction} allows; see {log.path}. The "
@@ -285,18 +297,15 @@ def command(
     output: Annotated[
         Path, typer.Argument(help="Folder of shards to write.", file_okay=False, metavar="OUTPUT")
     ],
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Download everything again.")
-    ] = False,
-    metrics: Annotated[
-        Path | None,
-        typer.Option("--metrics", help="Also write the listed/stored/missing counts as JSON."),
-    ] = None,
+    overwrite: OverwriteOption = False,
+    metrics: MetricsOption = None,
     params: ParamsOption = None,
 ) -> None:
     """Download the images of a Flickr-CC subset list into WebDataset shards."""
     try:
         conf = stage_conf(NAME, default_conf, params, pipeline_keys)
         main(conf, list_path, output, overwrite, metrics)
-    except (StageError, ListFormatError, ShardError) as exc:
+    except TooManyMissing as exc:
         fail(str(exc), code=1)
+    except (StageError, ListFormatError, ShardError) as exc:
+        fail(str(exc))

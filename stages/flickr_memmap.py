@@ -34,7 +34,15 @@ from rich.progress import (
 
 from vcat.cli.common import fail, stderr
 from vcat.lists.memmap import DEFAULT_WIDTH
-from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf, write_json
+from vcat.stage import (
+    MetricsOption,
+    OverwriteOption,
+    ParamsOption,
+    StageError,
+    merge_conf,
+    stage_conf,
+    write_json,
+)
 
 NAME = "flickr-memmap"
 default_conf: dict[str, Any] = {
@@ -317,13 +325,8 @@ def command(
     output: Annotated[
         Path, typer.Argument(help="The .memmap file to write.", dir_okay=False, metavar="OUTPUT")
     ],
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Convert even when OUTPUT is up to date.")
-    ] = False,
-    metrics: Annotated[
-        Path | None,
-        typer.Option("--metrics", help="Also write the count of paths and bytes as JSON here."),
-    ] = None,
+    overwrite: OverwriteOption = False,
+    metrics: MetricsOption = None,
     params: ParamsOption = None,
 ) -> None:
     """Convert a Flickr-CC subset list into the S120 memmap path list DataLoaders share."""

@@ -261,6 +261,13 @@ def write_json(path: Path, values: Mapping[str, Any]) -> None:
     os.replace(partial, path)
 
 
+MetricsOption = Annotated[
+    Path | None,
+    typer.Option("--metrics", help="Also write what the stage counted, as JSON, to this file."),
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Redo the work even when the output is up to date.")
+]
 ParamsOption = Annotated[
     Path | None,
     typer.Option(
