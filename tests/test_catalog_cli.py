@@ -208,13 +208,32 @@ def test_outside_a_project_says_how_to_fix_it(
     assert "VCAT_CATALOG" in result.stderr
 
 
+def _stale(change: object) -> bool:
+    """A `dvc status` change that a fresh clone without the data does not explain."""
+    if not isinstance(change, dict):
+        return True  # "changed command", "always changed"
+    for kind, paths in change.items():
+        if kind not in ("changed deps", "changed outs"):
+            return True  # params, command
+        for path, state in paths.items():
+            if not (path.startswith("data/") and state in ("deleted", "not in cache")):
+                return True
+    return False
+
+
 def test_pipeline_lock_is_current() -> None:
-    """dvc.lock matches the committed code and outputs, so `dvc repro` has nothing to do."""
+    """dvc.lock matches the committed code, params and catalog; only data that is not in this
+    checkout may be missing (the end-to-end test reproduces it and compares the lock)."""
     dvc = Path(sys.executable).with_name("dvc")
     status = subprocess.run(
         [str(dvc), "status", "--json"], cwd=REPO, capture_output=True, text=True, check=True
     )
-    assert json.loads(status.stdout) == {}, f"run `dvc repro` and commit dvc.lock: {status.stdout}"
+    stale = {
+        stage: changes
+        for stage, changes in json.loads(status.stdout).items()
+        if any(_stale(change) for change in changes)
+    }
+    assert stale == {}, f"run `dvc repro` and commit dvc.lock: {stale}"
 
 
 def test_show_of_an_invalid_entry_names_its_problems(tmp_path: Path) -> None:
