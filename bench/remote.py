@@ -16,6 +16,10 @@ checks that the clone holds the same bytes. The ratios are per-file time / shard
 above 1x the shards are faster. "sharded pull + unpack" adds ``unpack_shards`` into a plain
 tree, for loaders that want files. Everything runs on this machine over loopback, so the
 figures measure per-file overhead (requests, hashing, links, database), not a network.
+
+Client and server share this machine's cores, so the wall times also hold the server's work,
+which a real remote does elsewhere. The CPU seconds of each side are printed apart: the DVC
+client's (``dvc push``/``dvc pull`` and their children) and the SeaweedFS server's.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import hashlib
 import io
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 from PIL import Image
 
 from vcat.demo.photos import all_photos
@@ -49,12 +55,21 @@ CREDENTIALS = S3Credentials("vcat-bench", "vcat-bench-secret")
 
 
 @dataclass(frozen=True)
+class Measure:
+    """One command: wall seconds, and CPU seconds of the client and of the S3 server."""
+
+    wall: float
+    client_cpu: float
+    server_cpu: float
+
+
+@dataclass(frozen=True)
 class Timings:
     files: int
     megabytes: float
     add: float
-    push: float
-    pull: float
+    push: Measure
+    pull: Measure
 
 
 def make_images(root: Path, count: int) -> int:
@@ -79,6 +94,24 @@ def make_images(root: Path, count: int) -> int:
         path.write_bytes(buffer.getvalue())
         total += buffer.tell()
     return total
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def measure(command: list[str], cwd: Path, env: dict[str, str], server_pid: int) -> Measure:
+    """Run ``command`` as :func:`run` does, counting its CPU and the server's meanwhile."""
+    client, server = children_cpu(), process_cpu(server_pid)
+    wall = run(command, cwd, env)
+    return Measure(wall, children_cpu() - client, process_cpu(server_pid) - server)
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -117,15 +150,17 @@ def make_bucket(s3: SeaweedS3) -> None:
     ).mkdir(BUCKET)
 
 
-def track(repo: Path, target: str, clone: Path, env: dict[str, str]) -> tuple[float, float, float]:
-    """``dvc add``, commit, ``dvc push``, clone, ``dvc pull``: seconds of add, push and pull."""
+def track(
+    repo: Path, target: str, clone: Path, env: dict[str, str], server_pid: int
+) -> tuple[float, Measure, Measure]:
+    """``dvc add``, commit, ``dvc push``, clone, ``dvc pull``: add seconds, push and pull."""
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     add = run([DVC, "add", "-q", target], repo, env)
     run([*git, "add", "-A"], repo, env)
     run([*git, "commit", "-q", "-m", f"track {target}"], repo, env)
-    push = run([DVC, "push", "-q"], repo, env)
+    push = measure([DVC, "push", "-q"], repo, env, server_pid)
     run(["git", "clone", "-q", str(repo), str(clone)], repo.parent, env)
-    pull = run([DVC, "pull", "-q"], clone, env)
+    pull = measure([DVC, "pull", "-q"], clone, env, server_pid)
     return add, push, pull
 
 
@@ -142,15 +177,24 @@ def report(per_file: Timings, sharded: Timings, unpack: float, shards: int) -> N
     for label, row in (("per-file", per_file), (f"sharded ({shards} shards)", sharded)):
         print(
             f"{label:<24} {row.files:>7,} {row.megabytes:>7.0f} {row.add:>7.2f} "
-            f"{row.push:>7.2f} {row.pull:>7.2f}"
+            f"{row.push.wall:>7.2f} {row.pull.wall:>7.2f}"
         )
-    print(f"{'sharded pull + unpack':<24} {sharded.pull + unpack:>47.2f}")
+    print(f"{'sharded pull + unpack':<24} {sharded.pull.wall + unpack:>47.2f}")
+    print(f"\n{'CPU seconds':<24} {'push client':>12} {'push server':>12} ", end="")
+    print(f"{'pull client':>12} {'pull server':>12}")
+    for label, row in (("per-file", per_file), ("sharded", sharded)):
+        print(
+            f"{label:<24} {row.push.client_cpu:>12.2f} {row.push.server_cpu:>12.2f} "
+            f"{row.pull.client_cpu:>12.2f} {row.pull.server_cpu:>12.2f}"
+        )
     print(f"\nper-file / sharded (above 1x: shards faster; target {TARGET_RATIO:.0f}x)")
     rows = (
         ("add", per_file.add / sharded.add, False),
-        ("push", per_file.push / sharded.push, True),
-        ("pull", per_file.pull / sharded.pull, True),
-        ("pull, shards unpacked", per_file.pull / (sharded.pull + unpack), False),
+        ("push", per_file.push.wall / sharded.push.wall, True),
+        ("pull", per_file.pull.wall / sharded.pull.wall, True),
+        ("pull, shards unpacked", per_file.pull.wall / (sharded.pull.wall + unpack), False),
+        ("push, client CPU", per_file.push.client_cpu / sharded.push.client_cpu, False),
+        ("pull, client CPU", per_file.pull.client_cpu / sharded.pull.client_cpu, False),
     )
     for label, ratio, targeted in rows:
         verdict = ("meets target" if ratio >= TARGET_RATIO else "below target") if targeted else ""
@@ -195,7 +239,8 @@ def main() -> None:
                 make_bucket(s3)
                 make_repo(repo, f"s3://{BUCKET}/{name}", s3.endpoint, args.jobs, env)
                 clone = base / f"{name}-clone"
-                add, push, pull = track(repo, target, clone, env)
+                assert s3.pid is not None
+                add, push, pull = track(repo, target, clone, env, s3.pid)
             if tree_digests(repo / target) != tree_digests(clone / target):
                 sys.exit(f"{name}: the clone's {target} differs from what was pushed")
             files = args.count if name == "per-file" else shards + 1

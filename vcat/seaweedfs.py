@@ -118,7 +118,9 @@ class SeaweedS3:
             f"-s3.config={config}",
         ]
         log = (self.data_dir / "weed.log").open("ab")
-        environment = {**os.environ, "GOMEMLIMIT": "256MiB"}
+        # A soft heap cap keeps several servers (tests run a few) small; below about 512 MiB
+        # the Go collector runs so often that large uploads go at half speed.
+        environment = {**os.environ, "GOMEMLIMIT": "512MiB"}
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
         )
