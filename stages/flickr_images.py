@@ -29,7 +29,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vcat.cli.common import fail, stderr
+from vcat.cli.common import fail, stderr, stderr_bars
 from vcat.failures import FetchFailure
 from vcat.fetch.download import RetryPolicy
 from vcat.fetch.small import fetch_bytes
@@ -148,15 +148,12 @@ def _fetch(row: Row, policy: RetryPolicy, max_bytes: int) -> bytes | FetchFailur
 
 
 def _progress() -> Progress:
-    return Progress(
+    return stderr_bars(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[missing]} missing"),
         TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-        disable=not stderr.is_terminal,
     )
 
 

@@ -32,7 +32,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from vcat.cli.common import fail, stderr
+from vcat.cli.common import fail, stderr, stderr_bars
 from vcat.lists.memmap import DEFAULT_WIDTH
 from vcat.stage import (
     MetricsOption,
@@ -215,16 +215,13 @@ def prefetch(blocks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
 
 
 def _progress() -> Progress:
-    return Progress(
+    return stderr_bars(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TextColumn("{task.fields[lines]:,} lines"),
         TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-        disable=not stderr.is_terminal,
     )
 
 

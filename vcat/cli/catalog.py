@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Column, Table
 
@@ -21,6 +20,7 @@ from vcat.catalog.lint import lint_catalog
 from vcat.catalog.loader import Catalog, Entry, load_catalog
 from vcat.catalog.schema import DatasetEntry
 from vcat.catalog.schema_export import render_schemas
+from vcat.cli.common import stderr, stdout
 from vcat.generated import stale_files, write_folder
 from vcat.problems import Severity, display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
@@ -32,8 +32,6 @@ app = typer.Typer(
     help="Read, check and document the catalog of datasets and models.",
     no_args_is_help=True,
 )
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
 
 
 class KindChoice(StrEnum):

@@ -8,6 +8,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress, ProgressColumn
 
 from vcat.catalog.loader import Entry, load_catalog
 from vcat.problems import CatalogError, display_path
@@ -16,6 +17,11 @@ from vcat.settings import dataset_root, load_settings, remember_root
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
+
+
+def stderr_bars(*columns: str | ProgressColumn) -> Progress:
+    """Progress bars on stderr, cleared when done; off when stderr is not a terminal (logs)."""
+    return Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

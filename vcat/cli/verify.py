@@ -24,13 +24,21 @@ import typer
 from rich.filesize import decimal
 from rich.markdown import Markdown
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
 from vcat.catalog.loader import Entry
 from vcat.catalog.schema import DatasetEntry
 from vcat.cli.catalog import CatalogOption, JsonOption
-from vcat.cli.common import fail, load_entry, print_problems, remember, stderr, stdout
+from vcat.cli.common import (
+    fail,
+    load_entry,
+    print_problems,
+    remember,
+    stderr,
+    stderr_bars,
+    stdout,
+)
 from vcat.failures import FailureClass
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, find_project_root
@@ -386,15 +394,12 @@ def _describe_failure(failure: FileResult) -> str:
 @contextmanager
 def _hash_progress(verb: str) -> Iterator[ProgressCallback]:
     """Two bars on stderr, files and bytes, fed by the hashing progress callback."""
-    with Progress(
+    with stderr_bars(
         TextColumn("{task.description:>13}"),
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-        disable=not stderr.is_terminal,
     ) as bars:
         files = bars.add_task(f"{verb} files", total=None, detail="")
         data = bars.add_task("bytes", total=None, detail="")
