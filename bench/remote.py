@@ -103,6 +103,7 @@ def children_cpu() -> float:
 
 
 def process_cpu(pid: int) -> float:
+    """CPU seconds the running process ``pid`` has used so far."""
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
 
@@ -239,7 +240,8 @@ def main() -> None:
                 make_bucket(s3)
                 make_repo(repo, f"s3://{BUCKET}/{name}", s3.endpoint, args.jobs, env)
                 clone = base / f"{name}-clone"
-                assert s3.pid is not None
+                if s3.pid is None:
+                    sys.exit(f"the {name} S3 server exited; see {s3.data_dir}/weed.log")
                 add, push, pull = track(repo, target, clone, env, s3.pid)
             if tree_digests(repo / target) != tree_digests(clone / target):
                 sys.exit(f"{name}: the clone's {target} differs from what was pushed")
