@@ -6,21 +6,30 @@ file). vcat writes it itself, e.g. when ``vcat verify NAME --root DIR`` passes::
     # Written by vcat; edit with care (see vcat/settings.py).
     roots:
       megadepth-v1: /mnt/big/MegaDepth
+    local_roots:          # folders that file: URLs may read (see vcat/localfiles.py)
+      - /mnt/nas/datasets
 
 Pipeline stages call ``dataset_root(name)`` instead of hard-coding paths. An entry with no
 remembered root lives at ``<project>/data/sources/<name>``, the folder ``vcat fetch`` writes to.
+
+Every change is a read-modify-write under an exclusive lock on ``.settings.yaml.lock`` beside
+the file, ending in an atomic rename of a ``0600`` file: processes remembering roots at the same
+time all keep theirs, and a reader never sees half a file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vcat.catalog.fields import ENTRY_NAME_PATTERN
 from vcat.catalog.loader import format_location
@@ -31,13 +40,15 @@ from vcat.project import find_project_root
 SETTINGS_ENV = "VCAT_SETTINGS"
 SETTINGS_FILE = Path(".vcat") / "settings.yaml"
 SOURCES_DIR = Path("data") / "sources"
+_KEYS = ("roots", "local_roots")
 _HEADER = (
     "# Written by vcat: `vcat verify NAME --root DIR` records a root once its tree passes.\n"
-    "# Each root is an absolute path. Fix or delete a line by hand if a folder moves.\n"
+    "# Each root is an absolute path. Fix or delete a line by hand if a folder moves, or run\n"
+    "# `vcat settings forget NAME`. local_roots: folders that file: URLs may read.\n"
 )
 _FIX_HINT = (
-    "fix it by hand (roots: {<entry name>: <absolute path>}), or delete the file and run "
-    "`vcat verify NAME --root DIR` to write it again"
+    "fix it by hand (roots: {<entry name>: <absolute path>}, local_roots: [<absolute path>]), "
+    "or delete the file and run `vcat verify NAME --root DIR` to write it again"
 )
 
 
@@ -49,6 +60,8 @@ def _absolute_path(value: str) -> str:
     expanded = os.path.expanduser(value)
     if not os.path.isabs(expanded):
         raise ValueError(f"{value!r} is not an absolute path; write the full path from '/'")
+    if "\0" in expanded:
+        raise ValueError(f"{value!r} holds a NUL character, which no path can")
     return expanded
 
 
@@ -58,14 +71,27 @@ def _entry_name(value: str) -> str:
     return value
 
 
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+
+
 class Settings(BaseModel):
-    """The parsed settings file; ``roots`` maps entry names to absolute paths."""
+    """The parsed settings file: ``roots`` maps entry names to absolute paths;
+    ``local_roots`` lists the folders ``file:`` URLs may read (see ``vcat.localfiles``).
+    Either key may be absent, empty or null."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    roots: dict[
-        Annotated[str, AfterValidator(_entry_name)], Annotated[str, AfterValidator(_absolute_path)]
-    ] = Field(default_factory=dict)
+    roots: dict[Annotated[str, AfterValidator(_entry_name)], AbsolutePath] = Field(
+        default_factory=dict
+    )
+    local_roots: tuple[AbsolutePath, ...] = ()
+
+    @field_validator("roots", "local_roots", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return {} if info.field_name == "roots" else ()
+        return value
 
 
 def settings_path(project_root: Path | None = None) -> Path:
@@ -83,11 +109,30 @@ def settings_path(project_root: Path | None = None) -> Path:
 def load_settings(project_root: Path | None = None) -> Settings:
     """The settings of ``project_root``; empty settings when the file does not exist.
 
-    Raises ``SettingsError`` naming the file and line when it is not valid.
+    Raises ``SettingsError`` naming the file and line when it is not valid. The parsed file
+    is kept while its bytes stay the same, so a command that asks for thousands of roots
+    reads the small file each time but parses it once.
     """
     path = settings_path(project_root)
-    if not path.exists():
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return Settings()
+    except OSError:
+        raw = None  # load_yaml reports it with the file's name
+    cached = _CACHE.get(path)
+    if raw is not None and cached is not None and cached[0] == raw:
+        return cached[1]
+    settings = _parse(path)
+    if raw is not None:
+        _CACHE[path] = (raw, settings)
+    return settings
+
+
+_CACHE: dict[Path, tuple[bytes, Settings]] = {}
+
+
+def _parse(path: Path) -> Settings:
     if _is_blank(path):
         return Settings()
     try:
@@ -109,26 +154,93 @@ def load_settings(project_root: Path | None = None) -> Settings:
 def remember_root(project_root: Path | None, entry_name: str, path: Path) -> Path:
     """Record ``path`` (made absolute) as the root of ``entry_name``; returns the file written.
 
-    The file is replaced atomically (temporary file, then rename); other roots are kept.
-    Two processes remembering at the same instant may lose one of the updates.
+    Other roots are kept, also those other processes record at the same time (see
+    ``update_settings``).
     """
     _entry_name(entry_name)
-    settings = load_settings(project_root)
-    roots = {**settings.roots, entry_name: str(Path(path).expanduser().resolve())}
+    root = str(Path(path).expanduser().resolve())
+    return update_settings(
+        project_root, lambda old: old.model_copy(update={"roots": {**old.roots, entry_name: root}})
+    )
+
+
+def forget_root(project_root: Path | None, entry_name: str) -> bool:
+    """Remove the remembered root of ``entry_name``; False when none was remembered."""
+    found = False
+
+    def change(old: Settings) -> Settings:
+        nonlocal found
+        found = entry_name in old.roots
+        roots = {name: root for name, root in old.roots.items() if name != entry_name}
+        return old.model_copy(update={"roots": roots})
+
+    update_settings(project_root, change)
+    return found
+
+
+def set_local_root(project_root: Path | None, folder: Path, allowed: bool) -> bool:
+    """Add ``folder`` (made absolute) to ``local_roots``, or remove it when ``allowed`` is
+    False; False when there was nothing to change."""
+    target = str(Path(folder).expanduser().resolve())
+    changed = False
+
+    def change(old: Settings) -> Settings:
+        nonlocal changed
+        changed = (target in old.local_roots) != allowed
+        if not changed:
+            return old
+        kept = tuple(root for root in old.local_roots if root != target)
+        return old.model_copy(update={"local_roots": (*kept, target) if allowed else kept})
+
+    update_settings(project_root, change)
+    return changed
+
+
+def update_settings(project_root: Path | None, change: Callable[[Settings], Settings]) -> Path:
+    """Apply ``change`` to the settings file and write the result; returns the file.
+
+    The read, the change and the write happen under an exclusive ``flock`` on
+    ``.<name>.lock`` beside the file, so concurrent updates never lose one another; the new
+    file (mode 0600) replaces the old one atomically. A file that does not validate is left
+    as it is (``SettingsError``).
+    """
     target = settings_path(project_root)
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target):
+        old = _parse(target) if target.exists() else Settings()
+        new = Settings.model_validate(change(old).model_dump())
+        _write(target, new)
+    return target
+
+
+@contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    lock = target.with_name(f".{target.name}.lock")
+    handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _write(target: Path, settings: Settings) -> None:
+    document: dict[str, Any] = {"roots": dict(sorted(settings.roots.items()))}
+    if settings.local_roots:
+        document["local_roots"] = list(settings.local_roots)
     text = _HEADER + yaml.safe_dump(
-        {"roots": dict(sorted(roots.items()))}, default_flow_style=False, allow_unicode=True
+        document, default_flow_style=False, allow_unicode=True, sort_keys=False
     )
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:  # mkstemp makes it 0600
             stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return target
 
 
 def dataset_root(entry_name: str, project_root: Path | None = None) -> Path:
@@ -151,7 +263,7 @@ def default_root(entry_name: str, project_root: Path | None = None) -> Path:
 def _describe(error: Any) -> str:
     loc = [part for part in error["loc"] if part != "[key]"]
     if error["type"] == "extra_forbidden":
-        return f"unknown key {str(loc[-1])!r}; the only key is 'roots'"
+        return f"unknown key {str(loc[-1])!r}; the keys are {', '.join(map(repr, _KEYS))}"
     message = error["msg"].removeprefix("Value error, ")
     where = format_location(loc)
     return f"{where}: {message}" if where else message
