@@ -1,29 +1,59 @@
-"""The `vcat` command line: one typer sub-app per command group."""
+"""The `vcat` command line: one typer sub-app or command per module, imported when it runs.
+
+``COMMANDS`` names each command's ``module:attribute`` and the line ``vcat --help`` shows for
+it, so listing the commands imports none of them (a test checks the lines match the commands).
+"""
 
 from __future__ import annotations
 
-import typer
+from vcat.cli.lazy import lazy_app
 
-from vcat.cli import catalog, compare, demo, fetch, release, remote, shards, status, verify
-from vcat.stage import app as stage_app
+COMMANDS = {
+    "catalog": (
+        "vcat.cli.catalog:app",
+        "Read, check and document the catalog of datasets and models.",
+    ),
+    "fetch": (
+        "vcat.cli.fetch:fetch",
+        "Download, verify and place an entry's sources; resumes what an earlier run left.",
+    ),
+    "status": (
+        "vcat.cli.status:status",
+        "Show whether each source and subset is absent, partial, fetched, verified or failed.",
+    ),
+    "verify": (
+        "vcat.cli.verify:verify",
+        "Check a dataset's tree against its catalog layout, or every file against a manifest.",
+    ),
+    "manifest": (
+        "vcat.cli.verify:manifest_app",
+        "Manifests: the size and digest of every file of a dataset, to verify copies with.",
+    ),
+    "demo": ("vcat.cli.demo:app", "The embedded demo world."),
+    "compare": (
+        "vcat.cli.compare:compare",
+        "Show every metric and param at each revision, marking changes and differences from "
+        "the first revision.",
+    ),
+    "remote": ("vcat.cli.remote:app", "Local S3 remotes for releases (SeaweedFS on 127.0.0.1)."),
+    "release": (
+        "vcat.cli.release:release",
+        "Push data to a remote; a public remote gets only what its licences let us share.",
+    ),
+    "stage": (
+        "vcat.stage:app",
+        "Run one pipeline stage (dvc.yaml calls these); settings come from params.yaml.",
+    ),
+    "shards": ("vcat.cli.shards:app", "Folders of WebDataset shards (vcat.shards)."),
+}
 
-app = typer.Typer(
+app = lazy_app(
+    COMMANDS,
     name="vcat",
     help="A declarative catalog of computer-vision datasets and models, versioned with DVC.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(catalog.app, name="catalog")
-app.command("fetch")(fetch.fetch)
-app.command("status")(status.status)
-app.command("verify")(verify.verify)
-app.add_typer(verify.manifest_app, name="manifest")
-app.add_typer(demo.app, name="demo")
-app.command("compare")(compare.compare)
-app.add_typer(remote.app, name="remote")
-app.command("release")(release.release)
-app.add_typer(stage_app, name="stage")
-app.add_typer(shards.app, name="shards")
 
 
 def main() -> None:

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, ProgressColumn
 
-from vcat.catalog.loader import Entry, load_catalog
+from vcat.cli.console import WholeLinesConsole
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
-from vcat.settings import dataset_root, load_settings, remember_root
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
+    from vcat.catalog.loader import Entry
+
+stdout = WholeLinesConsole(soft_wrap=True)
+stderr = WholeLinesConsole(stderr=True, soft_wrap=True)
 
 
 def stderr_bars(*columns: str | ProgressColumn) -> Progress:
     """Progress bars on stderr, cleared when done; off when stderr is not a terminal (logs)."""
+    from rich.progress import Progress
+
     return Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal)
 
 
@@ -37,6 +41,8 @@ def print_problems(error: CatalogError) -> None:
 
 def load_entry(name: str, catalog_dir: Path | None) -> Entry:
     """The entry ``name`` of the catalog, or exit 2 with its load problems or close names."""
+    from vcat.catalog.loader import load_catalog
+
     try:
         folder = catalog_dir or default_catalog_dir()
     except ProjectNotFound as exc:
@@ -54,6 +60,8 @@ def load_entry(name: str, catalog_dir: Path | None) -> Entry:
 def root_of(name: str, outside_project: str) -> Path:
     """``dataset_root(name)``, or exit 2 with ``outside_project`` when there is no project,
     or with the settings file's problems when it is invalid."""
+    from vcat.settings import dataset_root
+
     try:
         return dataset_root(name)
     except ProjectNotFound:
@@ -68,6 +76,8 @@ def remember(name: str, root: Path) -> bool:
 
     Outside a project, or with an invalid settings file, says so and records nothing.
     """
+    from vcat.settings import load_settings, remember_root
+
     try:
         if load_settings().roots.get(name) == str(root.resolve()):
             return False
