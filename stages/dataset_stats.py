@@ -3,6 +3,11 @@
 Counts files, bytes and kinds, image sizes and video length, and for every subset with a
 list file how many items it lists against the count its catalog entry expects (see
 :mod:`vcat.stats`). The JSON is written with sorted keys so equal data gives equal bytes.
+
+Every image is decoded (see :mod:`vcat.images`): an empty, truncated or bomb image, a web
+page saved as ``.jpg``, a FIFO or a device in the tree is counted under ``failures`` with its
+class and path. The metrics are written either way; the stage then fails (exit 1) when more
+than ``max_failed_fraction`` of the files failed, naming the first of them.
 """
 
 from __future__ import annotations
@@ -16,11 +21,21 @@ import typer
 from vcat.catalog.schema import DatasetEntry
 from vcat.cli.catalog import CatalogOption
 from vcat.cli.common import fail, load_entry, stderr
+from vcat.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
 from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf, write_json
 from vcat.stats import StatsError, dataset_stats
 
 NAME = "dataset-stats"
-default_conf: dict[str, Any] = {}
+default_conf: dict[str, Any] = {
+    "max_image_bytes": DEFAULT_MAX_BYTES,  # a larger image is a failure of class oversized
+    "max_image_pixels": DEFAULT_MAX_PIXELS,  # more is a decompression_bomb failure
+    "max_failed_fraction": 0.0,  # of the files; more fails the stage after writing metrics
+}
+SHOWN_FAILURES = 3  # failed files named in the error line
+
+
+class TooManyFailures(StageError):
+    """More files failed than the stage allows; the metrics were written."""
 
 
 def main(
@@ -34,10 +49,25 @@ def main(
     The statistics are always recomputed (one walk over the tree, cheap next to fetching
     it); ``output`` is replaced only when they differ, so there is nothing to overwrite.
     """
-    merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
+    settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
     if not root.is_dir():
         raise StatsError(f"{root}: no such folder; fetch the dataset first")
-    write_json(output, dataset_stats(entry, root))
+    limits = ImageLimits(int(settings.max_image_bytes), int(settings.max_image_pixels))
+    metrics = dataset_stats(entry, root, limits)
+    write_json(output, metrics)
+    failures = metrics["failures"]
+    seen = metrics["files"] + failures["count"]
+    allowed = int(float(settings.max_failed_fraction) * seen)
+    if failures["count"] > allowed:
+        shown = list(failures.get("files", {}).items())[:SHOWN_FAILURES]
+        named = ", ".join(f"{root / path} ({failure})" for path, failure in shown)
+        more = failures["count"] - len(shown)
+        raise TooManyFailures(
+            f"{named}{f' and {more} more' if more else ''}: {failures['count']} of {seen} "
+            f"files failed, more than the {allowed} that {NAME}.max_failed_fraction="
+            f"{settings.max_failed_fraction} allows; see 'failures' in "
+            f"{output}: remove or fetch them again"
+        )
     return output
 
 
@@ -59,6 +89,8 @@ def command(
     try:
         conf = stage_conf(NAME, default_conf, params)
         written = main(conf, entry.spec, root, output)
+    except TooManyFailures as exc:
+        fail(str(exc), code=1)
     except (StageError, StatsError) as exc:
         fail(str(exc))
     stderr.print(f"{written}: statistics of {entry_name}", highlight=False)

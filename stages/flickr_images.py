@@ -7,8 +7,10 @@ back the guide's file tree for loaders that want it. Every line is attempted: un
 upstream downloader, the last ``len % workers`` lines are not dropped.
 
 An image that cannot be had (deleted upstream, a web page instead of a JPEG, retries spent)
-is written to ``missing.tsv`` in the output folder with its line, URL and failure class;
-the stage fails once more than ``max_missing_fraction`` of the list is missing. A stopped
+or that does not decode as the image its path names (empty, text, cut short, a decompression
+bomb, a PNG named ``.jpg``: see :mod:`vcat.images`) is written to ``missing.tsv`` in the
+output folder with its line, URL and failure class, and not stored; the stage fails once more
+than ``max_missing_fraction`` of the list is missing. A stopped
 run resumes where its last sealed shard ended; images after it are attempted again.
 """
 
@@ -18,6 +20,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -33,6 +36,8 @@ from vcat.cli.common import fail, stderr, stderr_bars
 from vcat.failures import FetchFailure
 from vcat.fetch.download import RetryPolicy
 from vcat.fetch.small import fetch_bytes
+from vcat.images import DEFAULT_MAX_PIXELS, ImageLimits, ImageProblem, check_image
+from vcat.regular import NotRegularFile, require_regular
 from vcat.shards import ShardError, ShardWriter, check_member_name
 from vcat.stage import (
     MetricsOption,
@@ -49,6 +54,7 @@ default_conf: dict[str, Any] = {
     "jobs": 8,  # parallel downloads
     "attempts": 3,  # per image, with exponential backoff
     "max_image_bytes": 64 << 20,
+    "max_image_pixels": DEFAULT_MAX_PIXELS,  # more is a decompression_bomb failure
     "shard_max_count": 10_000,
     "shard_max_bytes": 1 << 30,
     "max_missing_fraction": 0.0,  # Flickr deletes photos: real subsets need a few percent
@@ -58,6 +64,8 @@ pipeline_keys = ("entry", "subsets")
 MISSING_NAME = "missing.tsv"
 RUN_NAME = ".run.json"  # what the shards in the folder were made from
 _T = TypeVar("_T")
+_UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]|%00")
+Fetched = bytes | FetchFailure | ImageProblem  # an image's bytes, or why there are none
 
 
 class TooManyMissing(StageError):
@@ -88,6 +96,10 @@ class Row:
 
 def read_rows(list_path: Path) -> list[Row]:
     """Every line of a Flickr-CC list (gzip'd or not), checked; errors name file and line."""
+    try:
+        require_regular(list_path)  # a FIFO would be waited on forever
+    except NotRegularFile as exc:
+        raise ListFormatError(str(exc)) from None
     opener = gzip.open if list_path.read_bytes()[:2] == b"\x1f\x8b" else open
     rows = []
     try:
@@ -100,6 +112,11 @@ def read_rows(list_path: Path) -> list[Row]:
                         "(flickr_id, url, relative path)"
                     )
                 row = Row(number, *fields)
+                if _UNSAFE_URL.search(row.url):
+                    raise ListFormatError(
+                        f"{list_path}:{number}: the URL holds a space, a control character or "
+                        "an encoded NUL (%00); fix the line"
+                    )
                 try:
                     check_member_name(row.key, row.ext)
                 except ShardError as exc:
@@ -145,6 +162,17 @@ def _fetch(row: Row, policy: RetryPolicy, max_bytes: int) -> bytes | FetchFailur
         return fetch_bytes(row.url, policy=policy, max_bytes=max_bytes)
     except FetchFailure as failure:
         return failure
+
+
+def _checked(row: Row, result: bytes | FetchFailure, limits: ImageLimits) -> Fetched:
+    """``result`` when it is a body that decodes as the image ``row`` names, else why not."""
+    if isinstance(result, FetchFailure):
+        return result
+    try:
+        check_image(result, row.ext, limits)
+    except ImageProblem as problem:
+        return problem
+    return result
 
 
 def _progress() -> Progress:
@@ -223,9 +251,14 @@ def main(
             task = progress.add_task(list_path.name, total=len(rows), completed=start, missing=0)
             todo = rows[start:]
             max_bytes = int(settings.max_image_bytes)
-            results = _in_order(pool, lambda row: _fetch(row, policy, max_bytes), todo, 4 * jobs)
+            limits = ImageLimits(max_bytes, int(settings.max_image_pixels))
+
+            def download(row: Row) -> Fetched:
+                return _checked(row, _fetch(row, policy, max_bytes), limits)
+
+            results = _in_order(pool, download, todo, 4 * jobs)
             for row, result in zip(todo, results, strict=True):
-                if isinstance(result, FetchFailure):
+                if isinstance(result, FetchFailure | ImageProblem):
                     log.add(row, result)
                     if log.count > allowed:
                         raise TooManyMissing(
@@ -268,7 +301,7 @@ class _MissingLog:
         os.replace(partial, path)
         self._stream = path.open("a", encoding="utf-8")
 
-    def add(self, row: Row, failure: FetchFailure) -> None:
+    def add(self, row: Row, failure: FetchFailure | ImageProblem) -> None:
         reason = " ".join(failure.reason.split())
         self._stream.write(f"{row.line}\t{row.flickr_id}\t{row.url}\t{failure.failure}\t{reason}\n")
         self._stream.flush()

@@ -94,6 +94,7 @@ def test_stats_count_files_images_videos_and_subsets(tree: Path) -> None:
     assert metrics["video_seconds"] == pytest.approx(2.0, abs=0.11)
     assert metrics["subsets"] == {"small": {"listed": 3, "expected": 3}, "pairs": {"listed": 3}}
     assert metrics["bytes"] == sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    assert metrics["failures"] == {"count": 0, "by_class": {}}
 
 
 def test_missing_subset_list_names_the_file(tree: Path) -> None:
@@ -102,10 +103,16 @@ def test_missing_subset_list_names_the_file(tree: Path) -> None:
         dataset_stats(ENTRY, tree)
 
 
-def test_unreadable_image_names_the_file(tree: Path) -> None:
+def test_an_unreadable_image_is_a_failure_not_an_image(tree: Path) -> None:
     (tree / "images" / "1.jpg").write_bytes(b"<html>not an image</html>")
-    with pytest.raises(StatsError, match=r"1\.jpg: not a readable image"):
-        dataset_stats(ENTRY, tree)
+    metrics = dataset_stats(ENTRY, tree)
+    assert metrics["by_kind"] == {"failed": 1, "images": 2, "lists": 2, "videos": 1}
+    assert metrics["failures"] == {
+        "count": 1,
+        "by_class": {"html_instead_of_file": 1},
+        "files": {"images/1.jpg": "html_instead_of_file"},
+    }
+    assert metrics["image_width"] == {"min": 40, "mean": 80.0, "max": 120}
 
 
 def test_memmap_list_length_comes_from_its_size(tmp_path: Path) -> None:

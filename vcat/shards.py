@@ -29,12 +29,15 @@ import json
 import os
 import re
 import shutil
+import stat
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
+
+from vcat.regular import kind_of, open_regular
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "vcat.shards/1"
@@ -43,6 +46,8 @@ PROGRESS_FORMAT = "vcat.shards.progress/1"
 SHARD_PATTERN = re.compile(r"shard-(\d{6})\.tar")
 DEFAULT_MAX_COUNT = 10_000
 DEFAULT_MAX_BYTES = 1 << 30
+NAME_MAX = 255  # bytes in one name (ext4, XFS, btrfs, NTFS, APFS)
+PATH_MAX = 4000  # bytes in a member path, leaving room for the folder it is unpacked into
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 _END_OF_ARCHIVE = 2 * _BLOCK
@@ -172,6 +177,13 @@ def check_member_name(key: str, ext: str) -> str:
         raise ShardError(f"sample key {key!r} is not a relative path without '.', '..' or '//'")
     if "\\" in name or any(ord(character) < 32 for character in name):
         raise ShardError(f"member {name!r}: control characters and '\\' are not allowed")
+    encoded = [len(part.encode("utf-8", "surrogateescape")) for part in name.split("/")]
+    if max(encoded) > NAME_MAX or sum(encoded) + len(encoded) > PATH_MAX:
+        shown = repr(name) if len(name) <= 80 else f"{name[:80]!r}..."
+        raise ShardError(
+            f"member {shown}: longer than a file system allows ({NAME_MAX} bytes per "
+            f"name, {PATH_MAX} per path), so it could not be unpacked; shorten it"
+        )
     if "." in parts[-1]:
         raise ShardError(
             f"sample key {key!r}: its last part has a '.', which webdataset would read as the "
@@ -247,7 +259,7 @@ class _OpenShard:
 
     def _copy(self, path: Path, size: int) -> None:
         copied = 0
-        with path.open("rb") as source:
+        with open_regular(path) as source:  # never waits on a FIFO swapped in since
             while chunk := source.read(_COPY_CHUNK):
                 self._write(chunk)
                 copied += len(chunk)
@@ -538,6 +550,34 @@ def _write_atomic(path: Path, text: str) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _tree_files(tree: Path) -> list[Path]:
+    """Every file under ``tree``, sorted; a ShardError names the first entry that is not a
+    regular file or folder (a link, a FIFO, a device: never opened) or a folder that cannot
+    be listed, since packing around it would lose it silently."""
+
+    def unlisted(error: OSError) -> None:
+        raise ShardError(f"{error.filename}: cannot list the folder ({error.strerror})")
+
+    files = []
+    for folder, dirs, names in os.walk(tree, onerror=unlisted):
+        for name in [*dirs, *names]:
+            path = Path(folder) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise ShardError(
+                    f"{path}: a symbolic link; only regular files can be packed: put the file "
+                    "itself there"
+                )
+            kind = kind_of(mode)
+            if name in names and kind is not None:
+                raise ShardError(
+                    f"{path}: {kind}; only regular files can be packed: remove it from the tree"
+                )
+            if name in names:
+                files.append(path)
+    return sorted(files)
+
+
 def pack_tree(
     tree: Path,
     out_dir: Path,
@@ -552,10 +592,8 @@ def pack_tree(
     if not tree.is_dir():
         raise ShardError(f"{tree} is not a folder")
     samples: dict[str, dict[str, Path]] = {}
-    for path in sorted(p for p in tree.rglob("*") if not p.is_dir()):
+    for path in _tree_files(tree):
         relative = path.relative_to(tree).as_posix()
-        if path.is_symlink() or not path.is_file():
-            raise ShardError(f"{path}: only regular files can be packed (links are not)")
         split = _WDS_NAME.match(relative)
         if split is None:
             raise ShardError(

@@ -17,6 +17,7 @@ type than its default, is an error naming the file, the line and the key.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -257,8 +258,11 @@ def write_json(path: Path, values: Mapping[str, Any]) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # a disk that filled leaves no half-written file
 
 
 MetricsOption = Annotated[
@@ -295,8 +299,25 @@ def _command_of(name: str) -> Any:
 
         commands.command(name, help=f"(cannot be loaded) {message}")(broken)
     else:
-        commands.command(name)(stage.command)
+        commands.command(name)(_one_line_os_errors(stage.command))
     return typer.main.get_command(commands)
+
+
+def _one_line_os_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """``command``, with an operating-system error it did not handle (a full disk, a name too
+    long) ending as one line naming the file and exit 2 rather than a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except OSError as error:
+            from vcat.cli.common import fail
+            from vcat.oserrors import os_error_message
+
+            fail(os_error_message(error))
+
+    return run
 
 
 class _LazyCommands(MutableMapping[str, Any]):

@@ -1,27 +1,35 @@
 """Statistics of a dataset tree, as numbers DVC can show and diff as metrics.
 
-Everything here is counted from the files themselves (image headers, video streams,
-subset lists), so a metric that moves between commits means the data moved.
+Everything here is counted from the files themselves (decoded images, video streams,
+subset lists), so a metric that moves between commits means the data moved. A file that is
+not what its name says (an image that does not decode, a FIFO or device in the tree, a
+folder that cannot be listed) is a failure recorded with its class and relative path, never
+opened when it is not a regular file, and never counted as an image.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from vcat.catalog.schema import ArchiveKind, DatasetEntry, ListFormat, Subset
+from vcat.images import ImageFailure, ImageLimits, ImageProblem, check_image_file
+from vcat.regular import NotRegularFile, open_regular, require_regular
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm"})
 DEPTH_SUFFIXES = frozenset({".h5", ".hdf5"})
 ARRAY_SUFFIXES = frozenset({".npz", ".npy"})
 MEMMAP_WIDTH = 120
+LISTED_FAILURES = 100  # failed files named in the metrics; the rest are only counted
+CORRUPT_VIDEO = "corrupt_video"
 
 
 @dataclass
@@ -56,14 +64,22 @@ class TreeStats:
     heights: _Range = field(default_factory=_Range)
     video_frames: int = 0
     video_seconds: float = 0.0
+    failures: dict[str, str] = field(default_factory=dict)  # relative path: failure class
 
 
 class StatsError(Exception):
     """Raised for a file that cannot be read; the message names the file."""
 
 
-def _files(root: Path) -> Iterator[Path]:
-    for folder, dirs, names in os.walk(root):
+def _files(root: Path, failures: dict[str, str]) -> Iterator[Path]:
+    """Every non-folder under ``root`` in sorted order; a folder that cannot be listed is
+    recorded in ``failures`` instead of being skipped silently."""
+
+    def unlisted(error: OSError) -> None:
+        where = Path(error.filename or root)
+        failures[where.relative_to(root).as_posix()] = ImageFailure.UNREADABLE
+
+    for folder, dirs, names in os.walk(root, onerror=unlisted):
         dirs.sort()
         for name in sorted(names):
             yield Path(folder) / name
@@ -97,27 +113,56 @@ def _video_length(path: Path) -> tuple[int, float]:
     return frames, seconds
 
 
-def walk_tree(root: Path) -> TreeStats:
-    """Count files, bytes and kinds under ``root``; read image sizes and video lengths."""
+def walk_tree(root: Path, limits: ImageLimits | None = None) -> TreeStats:
+    """Count files, bytes and kinds under ``root``; decode every image (within ``limits``)
+    and read video lengths. Regular files count in ``files`` and ``bytes``; one that fails
+    counts under the kind ``failed`` and in ``failures`` with its class, as does anything
+    that is not a regular file (symlinks are followed; a FIFO or device is never opened)."""
     stats = TreeStats()
-    for path in _files(root):
+    for path in _files(root, stats.failures):
+        relative = path.relative_to(root).as_posix()
+        try:
+            size = require_regular(path).st_size
+        except NotRegularFile:
+            stats.failures[relative] = ImageFailure.NOT_A_FILE
+            continue
+        except OSError:  # a dangling or looping symlink, a file that cannot be read
+            stats.failures[relative] = ImageFailure.UNREADABLE
+            continue
         stats.files += 1
-        stats.bytes += path.stat().st_size
+        stats.bytes += size
         kind = _kind(path)
+        try:
+            if kind == "images":
+                image = check_image_file(path, limits)
+                stats.widths.add(image.width)
+                stats.heights.add(image.height)
+            elif kind == "videos":
+                frames, seconds = _video_length(path)
+                stats.video_frames += frames
+                stats.video_seconds += seconds
+        except ImageProblem as problem:
+            stats.failures[relative] = problem.failure
+            kind = "failed"
+        except StatsError:
+            stats.failures[relative] = CORRUPT_VIDEO
+            kind = "failed"
         stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
-        if kind == "images":
-            try:
-                with Image.open(path) as image:
-                    width, height = image.size
-            except OSError as exc:
-                raise StatsError(f"{path}: not a readable image ({exc})") from exc
-            stats.widths.add(width)
-            stats.heights.add(height)
-        elif kind == "videos":
-            frames, seconds = _video_length(path)
-            stats.video_frames += frames
-            stats.video_seconds += seconds
     return stats
+
+
+def failure_metrics(failures: dict[str, str]) -> dict[str, Any]:
+    """How many files failed, per class, and the first ``LISTED_FAILURES`` of them by path."""
+    listed = dict(sorted(failures.items())[:LISTED_FAILURES])
+    metrics: dict[str, Any] = {
+        "count": len(failures),
+        "by_class": dict(sorted(Counter(failures.values()).items())),
+    }
+    if failures:
+        metrics["files"] = listed
+    if len(failures) > len(listed):
+        metrics["files_not_listed"] = len(failures) - len(listed)
+    return metrics
 
 
 def subset_list_path(entry: DatasetEntry, subset: Subset, root: Path) -> Path | None:
@@ -133,31 +178,46 @@ def subset_list_path(entry: DatasetEntry, subset: Subset, root: Path) -> Path | 
 
 def count_list_items(path: Path, list_format: str) -> int:
     """How many items a subset list holds (crop lines for CroCo lists, one per line else)."""
+    try:
+        size = require_regular(path).st_size
+    except FileNotFoundError:
+        raise StatsError(f"{path}: the list is missing; fetch it") from None
+    except NotRegularFile as exc:
+        raise StatsError(str(exc)) from None
     if list_format == ListFormat.MEMMAP_S120:
-        size = path.stat().st_size
         if size % MEMMAP_WIDTH:
             raise StatsError(f"{path}: {size} bytes is not a whole number of 120-byte paths")
         return size // MEMMAP_WIDTH
-    opener = gzip.open if path.suffix == ".gz" else open
-    count = 0
-    with opener(path, "rt", encoding="utf-8") as stream:
-        for line in stream:
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            if list_format == ListFormat.CROCO_CROPS and len(text.split(", ")) < 8:
-                continue  # a pair header; its crop lines are the items
-            count += 1
+    count = number = 0
+    try:
+        with open_regular(path) as raw:
+            binary = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
+            for line in io.TextIOWrapper(binary, encoding="utf-8"):
+                number += 1
+                text = line.strip()
+                if not text or text.startswith("#"):
+                    continue
+                if list_format == ListFormat.CROCO_CROPS and len(text.split(", ")) < 8:
+                    continue  # a pair header; its crop lines are the items
+                count += 1
+    except UnicodeDecodeError:
+        raise StatsError(f"{path}:{number + 1}: not UTF-8 text; fetch the list again") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise StatsError(f"{path}: not a readable gzip file ({exc}); fetch it again") from None
     return count
 
 
-def dataset_stats(entry: DatasetEntry, root: Path) -> dict[str, Any]:
-    """The metrics of a fetched dataset: tree statistics and, per subset, listed vs expected."""
-    tree = walk_tree(root)
+def dataset_stats(
+    entry: DatasetEntry, root: Path, limits: ImageLimits | None = None
+) -> dict[str, Any]:
+    """The metrics of a fetched dataset: tree statistics, the files that failed (see
+    :func:`walk_tree`) and, per subset, listed vs expected."""
+    tree = walk_tree(root, limits)
     metrics: dict[str, Any] = {
         "files": tree.files,
         "bytes": tree.bytes,
         "by_kind": dict(sorted(tree.by_kind.items())),
+        "failures": failure_metrics(tree.failures),
     }
     if tree.widths.count:
         metrics["image_width"] = tree.widths.summary()
@@ -170,7 +230,7 @@ def dataset_stats(entry: DatasetEntry, root: Path) -> dict[str, Any]:
         path = subset_list_path(entry, subset, root)
         if path is None or subset.list_file is None:
             continue
-        if not path.is_file():
+        if not path.exists():
             raise StatsError(f"{path}: the list of subset {subset.name!r} is missing; fetch it")
         numbers: dict[str, int] = {"listed": count_list_items(path, subset.list_file.format)}
         if subset.count is not None:

@@ -57,5 +57,14 @@ app = lazy_app(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. An operating-system error that no command handled (a full
+    disk, a name too long, a read-only mount) ends as one line naming the file, exit 2."""
+    try:
+        app()
+    except OSError as error:
+        import sys
+
+        from vcat.oserrors import os_error_message
+
+        sys.stderr.write(f"error: {os_error_message(error)}\n")
+        raise SystemExit(2) from None
