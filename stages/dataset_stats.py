@@ -56,7 +56,8 @@ def main(
     metrics = dataset_stats(entry, root, limits)
     write_json(output, metrics)
     failures = metrics["failures"]
-    seen = metrics["files"] + failures["count"]
+    # failed regular files are among "files"; a FIFO or an unlisted folder is not
+    seen = metrics["files"] + failures["count"] - metrics["by_kind"].get("failed", 0)
     allowed = int(float(settings.max_failed_fraction) * seen)
     if failures["count"] > allowed:
         shown = list(failures.get("files", {}).items())[:SHOWN_FAILURES]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -10,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.bad_images import broken_images, jpeg
 from vcat.catalog.schema import DatasetEntry
 from vcat.stats import StatsError, count_list_items, dataset_stats
 
@@ -53,6 +58,8 @@ ENTRY = DatasetEntry.model_validate(
         ],
     }
 )
+
+ENTRY_WITHOUT_SUBSETS = ENTRY.model_copy(update={"subsets": []})
 
 
 def write_video(path: Path, frames: int) -> None:
@@ -122,3 +129,110 @@ def test_memmap_list_length_comes_from_its_size(tmp_path: Path) -> None:
     path.write_bytes(b"\0" * 361)
     with pytest.raises(StatsError, match="not a whole number"):
         count_list_items(path, "memmap-s120")
+
+
+VCAT = str(Path(sys.executable).with_name("vcat"))
+TINY_ENTRY = """\
+title: Tiny
+description: A tree of a few images.
+licence: {name: CC0-1.0, redistribution: allowed}
+access: {kind: public}
+sources:
+  - {name: list, url: "file:upstream/l.tsv.gz", filename: l.tsv.gz, checksum: unpublished}
+subsets:
+  - name: all
+    list_file: {source: list, format: flickr-tsv-gz}
+"""
+
+
+def run_stage(tmp_path: Path, root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`vcat stage dataset-stats tiny ROOT OUT` in a subprocess (a hang fails the test)."""
+    catalog = tmp_path / "catalog"
+    (catalog / "datasets").mkdir(parents=True, exist_ok=True)
+    (catalog / "datasets" / "tiny.yaml").write_text(TINY_ENTRY)
+    output = tmp_path / "metrics" / "tiny.json"
+    args = [VCAT, "stage", "dataset-stats", "tiny", str(root), str(output), "--catalog"]
+    return subprocess.run(
+        [*args, str(catalog), *extra], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+
+
+@pytest.fixture
+def bad_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "good.jpg").write_bytes(jpeg(0, (40, 30)))
+    for name, (data, _) in broken_images().items():
+        (root / "images" / name).write_bytes(data)
+    os.mkfifo(root / "images" / "pipe.jpg")
+    (root / "images" / "zero.jpg").symlink_to("/dev/zero")
+    (root / "l.tsv.gz").write_bytes(gzip.compress(b"1\tfile:x/good.jpg\timages/good.jpg\n"))
+    return root
+
+
+def test_the_stage_records_every_broken_file_by_class_and_fails_once(
+    tmp_path: Path, bad_tree: Path
+) -> None:
+    done = run_stage(tmp_path, bad_tree)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert f"{bad_tree}/images/bomb.png (decompression_bomb)" in lines[0]
+    assert "12 of 14 files failed, more than the 0" in lines[0]
+
+    metrics = json.loads((tmp_path / "metrics" / "tiny.json").read_text())
+    expected = {f"images/{name}": failure for name, (_, failure) in broken_images().items()}
+    expected |= {"images/pipe.jpg": "not_a_regular_file", "images/zero.jpg": "not_a_regular_file"}
+    assert metrics["failures"]["files"] == dict(sorted(expected.items()))
+    assert metrics["failures"]["count"] == 12
+    assert metrics["by_kind"] == {"failed": 10, "images": 1, "lists": 1}
+    assert metrics["image_width"] == {"min": 40, "mean": 40.0, "max": 40}
+    assert metrics["subsets"] == {"all": {"listed": 1}}
+
+
+def test_a_tolerated_fraction_of_failures_passes(tmp_path: Path, bad_tree: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("dataset-stats:\n  max_failed_fraction: 1.0\n")
+    done = run_stage(tmp_path, bad_tree, "--params", str(params))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "metrics" / "tiny.json").read_text())["failures"]["count"] == 12
+
+
+@pytest.mark.slow
+def test_a_list_that_is_a_fifo_or_broken_is_one_line(tmp_path: Path, bad_tree: Path) -> None:
+    for name in [*broken_images(), "pipe.jpg", "zero.jpg"]:
+        (bad_tree / "images" / name).unlink()
+    (bad_tree / "l.tsv.gz").unlink()
+    os.mkfifo(bad_tree / "l.tsv.gz")
+    done = run_stage(tmp_path, bad_tree)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"error: {bad_tree}/l.tsv.gz: a FIFO (named pipe), not a " + (
+        "regular file; remove it or move it out of the tree"
+    )
+    (bad_tree / "l.tsv.gz").unlink()
+    (bad_tree / "l.tsv.gz").write_bytes(gzip.compress(b"1\tx\timages/good.jpg\n")[:-6])
+    done = run_stage(tmp_path, bad_tree)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: {bad_tree}/l.tsv.gz: not a readable gzip file")
+    (bad_tree / "l.tsv.gz").write_bytes(gzip.compress(b"ok\n\xff\xfe\n"))
+    done = run_stage(tmp_path, bad_tree)
+    assert done.returncode == 2 and "not UTF-8 text" in done.stderr
+
+
+def test_a_folder_too_deep_to_list_is_a_failure(tmp_path: Path, bad_tree: Path) -> None:
+    """Paths longer than PATH_MAX (built with relative mkdirs) cannot be listed by path."""
+    name = "d" * 250
+    descriptor = os.open(bad_tree / "images", os.O_RDONLY)
+    try:
+        for _ in range(18):
+            os.mkdir(name, dir_fd=descriptor)
+            deeper = os.open(name, os.O_RDONLY, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = deeper
+    finally:
+        os.close(descriptor)
+    failures = dataset_stats(ENTRY_WITHOUT_SUBSETS, bad_tree)["failures"]["files"]
+    deep = [path for path, failure in failures.items() if path.startswith("images/ddd")]
+    assert len(deep) == 1 and failures[deep[0]] == "unreadable"
+    assert len(str(bad_tree / deep[0]).encode()) > 4000
