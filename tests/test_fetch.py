@@ -257,7 +257,8 @@ def test_dest_is_remembered_for_status(
     assert document["items"][0]["state"] == "verified"
 
 
-def test_file_url_source(project: Path, tmp_path: Path) -> None:
+def test_file_url_source(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VCAT_LOCAL_ROOTS", str(tmp_path / "mirror"))  # see vcat/localfiles.py
     upstream = tmp_path / "mirror" / "list.gz"
     upstream.parent.mkdir()
     upstream.write_bytes(LIST)
@@ -272,6 +273,7 @@ def test_relative_file_url_is_read_from_inside_the_project(
 ) -> None:
     upstream = project / "upstream" / "list.gz"
     upstream.parent.mkdir()
+    monkeypatch.setenv("VCAT_LOCAL_ROOTS", str(upstream.parent))  # see vcat/localfiles.py
     upstream.write_bytes(LIST)
     write_entry(project, "flickr", source_yaml("list", "file:upstream/list.gz", "list.gz", LIST))
     (project / "elsewhere").mkdir()

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, WithJsonSchema
 
+from vcat.localfiles import LocalPathError, check_file_url
+
 ENTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 PART_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 REF_PATTERN = r"^[a-z0-9][a-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?$"
@@ -69,13 +71,13 @@ def _url_checker(schemes: frozenset[str]):
             raise ValueError(f"{value!r} is not a URL with one of the schemes {allowed}")
         if parts.scheme != "file" and not parts.netloc:
             raise ValueError(f"{value!r} has no host")
-        # file:relative/path names a file inside the project, as npm's file: specifiers do
-        relative = parts.scheme == "file" and not parts.path.startswith("/")
-        if relative and ".." in PurePosixPath(parts.path).parts:
-            raise ValueError(
-                f"{value!r} leaves the project: a relative file: URL must stay inside it; "
-                "use file:///absolute/path for files elsewhere"
-            )
+        if parts.scheme == "file":
+            # decoded as the reader decodes it, so %2e%2e cannot pass for a name (see
+            # vcat.localfiles, which also checks the allowed roots when the file is read)
+            try:
+                check_file_url(value)
+            except LocalPathError as exc:
+                raise ValueError(str(exc)) from None
         if any(ch.isspace() for ch in value):
             raise ValueError(f"{value!r} contains white space; percent-encode it")
         return value
