@@ -5,6 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stages.flickr_images import MISSING_NAME, ListFormatError, main, read_rows
+from tests.bad_images import broken_images, png_bomb
 from tests.http_server import MisbehavingServer, Route
 from vcat.cli import app
 from vcat.fetch.small import fetch_bytes
@@ -157,3 +162,102 @@ def test_a_cut_transfer_is_asked_for_again(server: MisbehavingServer) -> None:
     url = server.add("/cut.jpg", route)
     assert fetch_bytes(url, sleep=lambda seconds: None) == jpeg(0)
     assert route.requests == 2
+
+
+VCAT = str(Path(sys.executable).with_name("vcat"))
+
+
+def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A list of (url, relative path) rows, numbered from 9000."""
+    text = "".join(f"{9000 + i}\t{url}\t{rel}\n" for i, (url, rel) in enumerate(rows))
+    path.write_bytes(gzip.compress(text.encode()))
+    return path
+
+
+def test_images_that_do_not_decode_are_missing_with_their_class(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    rows = [(server.url("/" + relative(i)), relative(i)) for i in range(4)]
+    for name, (data, _) in broken_images().items():
+        rows.append((server.add(f"/bad/{name}", Route(data)), f"images/bad/{name}"))
+    listed = write_rows(tmp_path / "flickr-x.tsv.gz", rows)
+
+    with pytest.raises(StageError, match=r"1 images missing, more than the 0 .*missing\.tsv"):
+        main(conf(), listed, tmp_path / "strict")
+    output = main(conf(max_missing_fraction=1.0), listed, tmp_path / "out", metrics=tmp_path / "m")
+
+    recorded = [line.split("\t") for line in (output / MISSING_NAME).read_text().splitlines()[1:]]
+    expected = [failure for _, failure in broken_images().values()]
+    assert [(row[0], row[3]) for row in recorded] == [
+        (str(5 + i), failure) for i, failure in enumerate(expected)
+    ]
+    assert all(row[4] for row in recorded)  # each with its reason
+    with ShardReader(output) as shards:
+        assert shards.keys() == [relative(i).removesuffix(".jpg") for i in range(4)]
+    counts = json.loads((tmp_path / "m").read_text())
+    assert counts == {
+        "listed": 4 + len(expected),
+        "stored": 4,
+        "missing": len(expected),
+        "shards": 1,
+    }
+
+
+def test_the_stage_command_stops_on_a_bomb_with_one_line(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    url = server.add("/bomb.png", Route(png_bomb()))
+    listed = write_rows(tmp_path / "flickr-x.tsv.gz", [(url, "images/bomb.png")])
+    done = subprocess.run(
+        [VCAT, "stage", "flickr-images", str(listed), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Warning" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {listed}: 1 images missing, more than the 0 that "
+        "flickr-images.max_missing_fraction=0.0 allows; see "
+        f"{tmp_path}/out/missing.tsv. The images stored so far are kept: run the stage again "
+        "to retry the rest"
+    ]
+    assert "\tdecompression_bomb\t" in (tmp_path / "out" / MISSING_NAME).read_text()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("1\tfile:///tmp/a%00.jpg\timages/a.jpg", r"bad\.tsv:1: the URL holds .* NUL"),
+        ("1\thttp://x/a b.jpg\timages/a.jpg", r"bad\.tsv:1: the URL holds a space"),
+        ("1\thttp://x/a\x1b[2J.jpg\timages/a.jpg", r"bad\.tsv:1: the URL holds"),
+        ("1\thttp://x/a.jpg\timages/a\x00.jpg", r"bad\.tsv:1: member .*control characters"),
+        (f"1\thttp://x/a.jpg\timages/{'a' * 300}.jpg", r"bad\.tsv:1: member .*255 bytes per name"),
+        (f"1\thttp://x/a.jpg\t{'a/' * 2100}a.jpg", r"bad\.tsv:1: member .*4000 per path"),
+    ],
+)
+def test_names_that_cannot_be_files_are_refused_with_file_and_line(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    listed = tmp_path / "bad.tsv"
+    listed.write_text(line + "\n")
+    with pytest.raises(ListFormatError, match=message):
+        read_rows(listed)
+
+
+def test_a_list_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "flickr-x.tsv")
+    done = subprocess.run(
+        [VCAT, "stage", "flickr-images", str(tmp_path / "flickr-x.tsv"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: {tmp_path}/flickr-x.tsv: a FIFO (named pipe), not a regular file; put a "
+        "regular file there or remove it"
+    )
+    assert not (tmp_path / "out").exists()

@@ -208,7 +208,7 @@ def test_a_list_that_is_a_fifo_or_broken_is_one_line(tmp_path: Path, bad_tree: P
     done = run_stage(tmp_path, bad_tree)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"error: {bad_tree}/l.tsv.gz: a FIFO (named pipe), not a " + (
-        "regular file; remove it or move it out of the tree"
+        "regular file; put a regular file there or remove it"
     )
     (bad_tree / "l.tsv.gz").unlink()
     (bad_tree / "l.tsv.gz").write_bytes(gzip.compress(b"1\tx\timages/good.jpg\n")[:-6])

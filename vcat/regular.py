@@ -33,7 +33,9 @@ class NotRegularFile(OSError):
         self.kind = kind
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.kind}, not a regular file; remove it or move it out of the tree"
+        return (
+            f"{self.path}: {self.kind}, not a regular file; put a regular file there or remove it"
+        )
 
 
 def kind_of(mode: int) -> str | None:
