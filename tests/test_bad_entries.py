@@ -319,7 +319,7 @@ BAD_ENTRIES: dict[str, Case] = {
             """
         ),
         12,
-        "sources[0].size: Input should be a valid integer",
+        "sources[0].size: 'lots' is a string, not a whole number",
     ),
     "list-expected": one(
         "catalog/datasets/notalist.yaml",
@@ -729,6 +729,392 @@ BAD_ENTRIES: dict[str, Case] = {
         "reference 'student' must name a dataset, but 'student' is a model",
     ),
 }
+
+
+# --- what cannot be a file, what two sources would both write, numbers, control characters ---
+
+SOURCES_HEADER = """\
+title: {title}
+description: An entry whose sources are the point of the case.
+licence:
+  name: MIT
+  redistribution: allowed
+access:
+  kind: public
+sources:
+"""
+
+
+def with_sources(sources: str, title: str = "Sources", tail: str = "") -> str:
+    """A public dataset whose ``sources:`` list is ``sources`` (its first item on line 9)."""
+    return SOURCES_HEADER.format(title=title) + entry(sources) + entry(tail)
+
+
+def source(name: str, filename: str, *extra: str) -> str:
+    """One source item (4 lines plus ``extra``), its ``filename`` on the item's third line."""
+    lines = [
+        f"- name: {name}",
+        f"  url: https://example.org/{name}/download",
+        f"  filename: {filename}",
+        "  checksum: unpublished",
+        *(f"  {line}" for line in extra),
+    ]
+    return "".join(f"  {line}\n" for line in lines)
+
+
+def one_source(slug: str, field_line: str, line: int, fragment: str) -> Case:
+    """A dataset ``slug`` whose only source has ``field_line`` (``filename: ...`` replaces
+    the filename; anything else is added after the checksum)."""
+    if field_line.startswith("filename:"):
+        text = source("data", field_line.removeprefix("filename: "))
+    else:
+        text = source("data", "data.bin", field_line)
+    return one(f"catalog/datasets/{slug}.yaml", with_sources(text, title=slug), line, fragment)
+
+
+FILE_AND_PATH_CASES: dict[str, Case] = {
+    "filename-dot": one_source("dot", 'filename: "."', 11, "'.' names a folder, not a file"),
+    "filename-dotdot": one_source("dotdot", 'filename: ".."', 11, "'..' must not contain '..'"),
+    "filename-absolute": one_source(
+        "absolute", "filename: /etc/passwd", 11, "must be a relative path inside the dataset root"
+    ),
+    "filename-with-folder": one_source(
+        "nested", "filename: a/b.bin", 11, "'a/b.bin' must be a file name without directories"
+    ),
+    "filename-home": one_source(
+        "home", "filename: ~root", 11, "'~root' must be a relative path inside"
+    ),
+    "filename-nul": one_source(
+        "nul", r'filename: "a\0b.bin"', 11, "holds the control character '\\x00' (U+0000)"
+    ),
+    "filename-tab": one_source(
+        "tab", r'filename: "a\tb.bin"', 11, "holds the control character '\\t'"
+    ),
+    "filename-backslash": one_source(
+        "backslash", r"filename: 'a\b.bin'", 11, "must use '/' as separator"
+    ),
+    "filename-too-long": one_source(
+        "longname",
+        "filename: " + "x" * 256,
+        11,
+        "is 256 bytes long; file systems accept names of at most 255 bytes",
+    ),
+    "filename-too-long-in-bytes": one_source(
+        "longbytes", "filename: " + "é" * 128, 11, "is 256 bytes long"
+    ),
+    "unpack-to-absolute": one_source(
+        "unpackabs",
+        "unpack_to: /var/tmp",
+        13,
+        "sources[0].unpack_to: '/var/tmp' must be a relative",
+    ),
+    "unpack-to-long-folder": one_source(
+        "unpacklong", "unpack_to: a/" + "y" * 300, 13, "is 300 bytes long"
+    ),
+    "unpack-to-whole-path-too-long": one_source(
+        "unpackpath", "unpack_to: " + "/".join(["d" * 200] * 6), 13, "paths are limited to 1,024"
+    ),
+    "source-name-too-long": one(
+        "catalog/datasets/longpart.yaml",
+        with_sources(source("n" * 129, "data.bin")),
+        9,
+        "is not a valid name: use up to 128 letters",
+    ),
+    "member-traversal": one(
+        "catalog/datasets/member.yaml",
+        with_sources(
+            source("lists", "lists.zip", "archive: zip"),
+            tail="""
+            subsets:
+              - name: all
+                list_file: {source: lists, member: ../../etc/passwd, format: path-list}
+            """,
+        ),
+        16,
+        "subsets[0].list_file.member: '../../etc/passwd' must not contain '..'",
+    ),
+    "include-glob-escapes": one(
+        "catalog/datasets/include.yaml",
+        with_sources(
+            source("data", "data.zip", "archive: zip"),
+            tail="""
+            subsets:
+              - name: all
+                include: ["images/*", "../../*"]
+            """,
+        ),
+        16,
+        "subsets[0].include[1]: '../../*' must not contain '..'",
+    ),
+    "layout-glob-absolute": one(
+        "catalog/datasets/layoutabs.yaml",
+        entry(
+            """
+            title: Layout
+            description: A layout rule outside the root.
+            licence:
+              name: MIT
+              redistribution: allowed
+            access:
+              kind: manual
+              instructions: Ask for it.
+            layout:
+              rules:
+                - glob: images/*.jpg
+                - glob: /etc/*
+            """
+        ),
+        12,
+        "layout.rules[1].glob: '/etc/*' must be a relative path",
+    ),
+}
+
+COLLISION_CASES: dict[str, Case] = {
+    "two-sources-one-file": one(
+        "catalog/datasets/samefile.yaml",
+        with_sources(source("a", "data.bin") + source("b", "data.bin")),
+        15,
+        "source 'b' writes 'data.bin', as source 'a' (line 9) does: one would overwrite the other",
+    ),
+    "one-file-after-normalising": one(
+        "catalog/datasets/normalised.yaml",
+        with_sources(
+            source("a", "list.txt", "unpack_to: lists/.")
+            + source("b", "list.txt", "unpack_to: ./lists/")
+        ),
+        16,
+        "source 'b' writes 'lists/list.txt', as source 'a' (line 9) does",
+    ),
+    "one-file-but-for-case": one(
+        "catalog/datasets/casefold.yaml",
+        with_sources(source("a", "README.txt") + source("b", "readme.txt")),
+        15,
+        "source 'b' writes 'readme.txt', as source 'a' (line 9) does",
+    ),
+    "file-where-an-archive-unpacks": one(
+        "catalog/datasets/unpackclash.yaml",
+        with_sources(
+            source("images", "images.zip", "archive: zip", "unpack_to: images")
+            + source("index", "images")
+        ),
+        17,
+        "source 'index' writes a file at 'images', where source 'images' (line 14) needs a folder",
+    ),
+    "file-where-another-file-needs-a-folder": one(
+        "catalog/datasets/fileclash.yaml",
+        with_sources(source("a", "lists") + source("b", "one.txt", "unpack_to: lists/sub")),
+        11,
+        "source 'a' writes a file at 'lists', where source 'b' (line 17) needs a folder",
+    ),
+    "two-archives-one-name": one(
+        "catalog/datasets/samearchive.yaml",
+        with_sources(
+            source("a", "part.zip", "archive: zip", "unpack_to: a")
+            + source("b", "part.zip", "archive: auto", "unpack_to: b")
+        ),
+        17,
+        "source 'b' keeps its archive in the work area as 'part.zip', as source 'a' (line 9)",
+    ),
+}
+
+NUMBER_CASES: dict[str, Case] = {
+    "size-as-text": one_source(
+        "sizetext",
+        'size: "12"',
+        13,
+        "sources[0].size: '12' is a string, not a whole number; write it without quotes",
+    ),
+    "size-as-boolean": one_source(
+        "sizebool", "size: true", 13, "sources[0].size: True is a boolean, not a whole number"
+    ),
+    "size-as-decimal": one_source(
+        "sizefloat", "size: 12.5", 13, "sources[0].size: 12.5 is a decimal number"
+    ),
+    "size-negative": one_source(
+        "sizeneg", "size: -5", 13, "sources[0].size: Input should be greater than or equal to 1"
+    ),
+    "size-zero": one_source(
+        "sizezero", "size: 0", 13, "sources[0].size: Input should be greater than or equal to 1"
+    ),
+    "size-absurd": one_source(
+        "sizehuge", f"size: {2**70}", 13, "sources[0].size: Input should be less than or equal"
+    ),
+    "size-published-absurd": one_source(
+        "publishedhuge",
+        "size_published: " + "9" * 400 + "T",
+        13,
+        "is larger than any single file (at most 1 PiB)",
+    ),
+    "size-published-just-too-big": one_source(
+        "publishedbig", "size_published: 1025 TiB", 13, "'1025 TiB' is larger than any single file"
+    ),
+    "size-published-in-petabytes": one_source(
+        "publishedpeta", "size_published: 1.1P", 13, "'1.1P' is not a size such as '2.3Mb'"
+    ),
+    "size-published-as-number": one_source(
+        "publishednumber",
+        "size_published: 5",
+        13,
+        "sources[0].size_published: Input should be a valid string",
+    ),
+    "count-as-text": one(
+        "catalog/datasets/counttext.yaml",
+        with_sources(
+            source("data", "data.zip", "archive: zip"),
+            tail="""
+            counts:
+              - unit: images
+                published: "1000"
+            """,
+        ),
+        16,
+        "counts[0].published: '1000' is a string, not a whole number",
+    ),
+    "layout-count-as-boolean": one(
+        "catalog/datasets/layoutbool.yaml",
+        with_sources(
+            source("data", "data.zip", "archive: zip"),
+            tail="""
+            layout:
+              rules:
+                - glob: images/*
+                  min: yes
+            """,
+        ),
+        17,
+        "layout.rules[0].min: True is a boolean, not a whole number",
+    ),
+    "year-as-text": one(
+        "catalog/datasets/yeartext.yaml",
+        with_sources(
+            source("data", "data.zip", "archive: zip"),
+            tail="""
+            paper:
+              title: A paper
+              year: "2021"
+            """,
+        ),
+        16,
+        "paper.year: '2021' is a string, not a whole number",
+    ),
+    "result-not-finite": one(
+        "catalog/models/infinite.yaml",
+        entry(
+            """
+            title: Infinite
+            description: A published result of infinity.
+            licence:
+              name: MIT
+              redistribution: allowed
+            architecture:
+              library: timm
+              name: resnet50
+            weights:
+              name: checkpoint
+              url: https://example.org/inf/model.pth
+              filename: model.pth
+              checksum: unpublished
+            published_results:
+              - dataset: good
+                metric: recall
+                value: .inf
+            """
+        ),
+        17,
+        "published_results[0].value: inf is not a finite number",
+    ),
+    "input-mean-as-text": one(
+        "catalog/models/meantext.yaml",
+        entry(
+            """
+            title: Mean as text
+            description: A normalisation mean written as text.
+            licence:
+              name: MIT
+              redistribution: allowed
+            architecture:
+              library: timm
+              name: resnet50
+            weights:
+              name: checkpoint
+              url: https://example.org/mean/model.pth
+              filename: model.pth
+              checksum: unpublished
+            input:
+              width: 224
+              height: "224"
+            """
+        ),
+        16,
+        "input.height: '224' is a string, not a whole number",
+    ),
+}
+
+CONTROL_CHARACTER_CASES: dict[str, Case] = {
+    "title-with-csi": one(
+        "catalog/datasets/csi.yaml",
+        with_sources(source("data", "data.bin"), title=r'"Red \e[31mtitle\e[0m"'),
+        1,
+        "title: text holds the control character '\\x1b' (U+001B), which terminals act on",
+    ),
+    "osc8-link-in-description": one(
+        "catalog/datasets/osc8.yaml",
+        with_sources(source("data", "data.bin")).replace(
+            "description: An entry whose sources are the point of the case.",
+            r'description: "\e]8;;https://evil.example/\e\\looks safe\e]8;;\e\\"',
+        ),
+        2,
+        "description: text holds the control character '\\x1b'",
+    ),
+    "bell-in-licence-notes": one(
+        "catalog/datasets/bell.yaml",
+        with_sources(source("data", "data.bin")).replace(
+            "  redistribution: allowed\n", '  redistribution: allowed\n  notes: "ding\\a"\n'
+        ),
+        6,
+        "licence.notes: text holds the control character '\\x07' (U+0007)",
+    ),
+    "carriage-return-in-known-issue": one_source(
+        "cr",
+        r'known_issue: "all is well\rnothing to see"',
+        13,
+        "known_issue: text holds the control character '\\r'",
+    ),
+    "bidi-override-in-url-text": one_source(
+        "bidi", 'description: "harmless \u202etxt.exe"', 13, "'\\u202e' (U+202E)"
+    ),
+    "c1-csi-in-title": one(
+        "catalog/datasets/c1.yaml",
+        with_sources(source("data", "data.bin"), title=r'"C1 \x9b31m"'),
+        1,
+        "title: text holds the control character '\\x9b' (U+009B)",
+    ),
+    "escape-in-a-key": one(
+        "catalog/datasets/key.yaml",
+        with_sources(source("data", "data.bin"), tail=r'"bad\ekey": 1' + "\n"),
+        13,
+        "bad\\x1bkey: key holds the control character '\\x1b'",
+    ),
+    "escape-in-free-params": one(
+        "catalog/datasets/params.yaml",
+        with_sources(
+            source("data", "data.bin"),
+            tail="""
+            prepare:
+              - name: stats
+                stage: dataset-stats
+                params: {label: "\\e[2J"}
+            """,
+        ),
+        16,
+        "prepare[0].params.label: text holds the control character '\\x1b'",
+    ),
+}
+
+BAD_ENTRIES.update(FILE_AND_PATH_CASES)
+BAD_ENTRIES.update(COLLISION_CASES)
+BAD_ENTRIES.update(NUMBER_CASES)
+BAD_ENTRIES.update(CONTROL_CHARACTER_CASES)
 
 
 @pytest.fixture

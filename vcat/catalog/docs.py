@@ -67,6 +67,9 @@ def render_entry(entry: Entry) -> str:
     if spec.known_issues:
         lines += ["", "## Known issues", ""]
         lines += [f"- {_one_line(issue)}" for issue in spec.known_issues]
+    if spec.notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {_one_line(note)}" for note in spec.notes]
     lines += _citation(spec)
     return "\n".join(lines) + "\n"
 

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from vcat.localfiles import LocalPathError, check_file_url
 
 ENTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
-PART_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+#: Longest source, subset or step name: it becomes part of file names in the work area.
+MAX_PART_NAME = 128
+PART_NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_PART_NAME - 1}}}$"
 REF_PATTERN = r"^[a-z0-9][a-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 CHECKSUM_PATTERN = r"^(md5:[0-9a-fA-F]{32}|sha256:[0-9a-fA-F]{64}|unpublished)$"
 SIZE_TEXT_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)([Bb]?)\s*$"
@@ -32,7 +35,7 @@ def _pattern_text(pattern: str, what: str) -> Any:
 
     def check(value: str) -> str:
         if not compiled.match(value):
-            raise ValueError(f"{value!r} is not a valid {what}")
+            raise ValueError(f"{_shorten(value)!r} is not a valid {what}")
         return value
 
     return Annotated[
@@ -42,7 +45,7 @@ def _pattern_text(pattern: str, what: str) -> Any:
 
 PartName = _pattern_text(
     PART_NAME_PATTERN,
-    "name: use letters, digits, '.', '_' and '-', starting with a letter or digit",
+    "name: use up to 128 letters, digits, '.', '_' and '-', starting with a letter or digit",
 )
 Ref = _pattern_text(
     REF_PATTERN,
@@ -143,18 +146,39 @@ ChecksumText = Annotated[
 _SIZE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _BINARY_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
+#: No single file is larger (1 PiB): a bigger size is a typo, or bits read as bytes.
+MAX_FILE_SIZE = 2**50
+#: Counts, bounds and dimensions fit in a signed 64-bit integer, as every consumer expects.
+MAX_COUNT = 2**63 - 1
+#: Longest file or folder name most file systems accept (ext4, XFS, APFS, NTFS), in bytes.
+MAX_NAME_BYTES = 255
+#: Longest relative path an entry may name, in bytes (Linux's PATH_MAX is 4096 with the root).
+MAX_PATH_BYTES = 1024
+
 
 def approximate_bytes(size_text: str) -> int:
     """The byte count a published size such as ``2.3Mb``, ``5.6G`` or ``1.5 GiB`` stands for.
 
-    Guides write "Mb" for megabytes, so a lowercase ``b`` is read as bytes, not bits.
+    Guides write "Mb" for megabytes, so a lowercase ``b`` is read as bytes, not bits. Raises
+    ``ValueError`` (never another error) for text that is no size or is beyond ``MAX_FILE_SIZE``.
     """
     match = re.match(SIZE_TEXT_PATTERN, size_text)
     if match is None:
         raise ValueError(f"{size_text!r} is not a size such as '2.3Mb', '5.6G' or '1.5 GiB'")
     number, prefix, binary, _ = match.groups()
     scale = (_BINARY_UNITS if binary else _SIZE_UNITS)[prefix]
-    return round(float(number) * scale)
+    # Decimal, not float: a thousand-digit number must be refused, not overflow
+    value = Decimal(number) * scale
+    if value > MAX_FILE_SIZE:
+        raise ValueError(
+            f"{_shorten(size_text)!r} is larger than any single file (at most 1 PiB); "
+            "check the number and its unit"
+        )
+    return int(value.to_integral_value(ROUND_HALF_EVEN))
+
+
+def _shorten(text: str, keep: int = 40) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text):,} characters)"
 
 
 def _check_size_text(value: str) -> str:
@@ -169,33 +193,117 @@ SizeText = Annotated[
 ]
 
 
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "a mapping" if isinstance(value, dict) else type(value).__name__
+
+
+def _whole_number(value: object) -> object:
+    # pydantic's lax mode reads "12" and true as 12 and 1; a catalog states numbers exactly
+    if type(value) is not int:
+        quoted = isinstance(value, str) and value.strip().isdigit()
+        raise ValueError(
+            f"{_shorten(repr(value))} is {_type_name(value)}, not a whole number"
+            + ("; write it without quotes" if quoted else "")
+        )
+    return value
+
+
+def _real_number(value: object) -> object:
+    if type(value) not in (int, float):
+        raise ValueError(f"{_shorten(repr(value))} is {_type_name(value)}, not a number")
+    return value
+
+
+def whole_number(low: int, high: int = MAX_COUNT) -> Any:
+    """An ``int`` written as a YAML integer (not text, not a boolean) in ``[low, high]``."""
+    return Annotated[int, BeforeValidator(_whole_number), Field(ge=low, le=high)]
+
+
+#: A file's exact size in bytes.
+ByteSize = whole_number(1, MAX_FILE_SIZE)
+#: A count, bound or dimension.
+Amount = whole_number(0)
+#: A positive dimension (pixels, tokens, patch size).
+Positive = whole_number(1)
+#: A finite number written as a YAML number.
+Number = Annotated[float, BeforeValidator(_real_number), Field(allow_inf_nan=False)]
+
+#: Characters a path may not hold: controls (NUL, ESC, tab, newline, DEL, C1) and backslash.
+_PATH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
 def _check_relative_path(value: str) -> str:
     path = PurePosixPath(value)
     if not value or path.is_absolute() or value.startswith("~"):
-        raise ValueError(f"{value!r} must be a relative path inside the dataset root")
+        raise ValueError(f"{_shorten(value)!r} must be a relative path inside the dataset root")
     if ".." in path.parts:
-        raise ValueError(f"{value!r} must not contain '..'")
-    if "\\" in value:
-        raise ValueError(f"{value!r} must use '/' as separator")
+        raise ValueError(f"{_shorten(value)!r} must not contain '..'")
+    bad = _PATH_FORBIDDEN.search(value)
+    if bad is not None and bad.group() == "\\":
+        raise ValueError(f"{_shorten(value)!r} must use '/' as separator, not '\\'")
+    if bad is not None:
+        raise ValueError(
+            f"{_shorten(value)!r} holds the control character {bad.group()!r}, "
+            "which no portable file name holds"
+        )
+    if len(value.encode()) > MAX_PATH_BYTES:
+        raise ValueError(
+            f"{_shorten(value)!r} is {len(value.encode()):,} bytes long; "
+            f"paths are limited to {MAX_PATH_BYTES:,} bytes"
+        )
+    for part in path.parts:
+        if len(part.encode()) > MAX_NAME_BYTES:
+            raise ValueError(
+                f"{_shorten(part)!r} is {len(part.encode()):,} bytes long; file systems "
+                f"accept names of at most {MAX_NAME_BYTES} bytes"
+            )
     return value
 
 
 RelativePath = Annotated[
     str,
     AfterValidator(_check_relative_path),
-    WithJsonSchema({"type": "string", "pattern": r"^(?![/~])(?!.*(^|/)\.\.(/|$))[^\\]+$"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_PATH_BYTES,
+            "pattern": r"^(?![/~])(?!.*(^|/)\.\.(/|$))[^\\\x00-\x1f\x7f-\x9f]+$",
+        }
+    ),
 ]
 
 
 def _check_file_name(value: str) -> str:
     _check_relative_path(value)
     if "/" in value:
-        raise ValueError(f"{value!r} must be a file name without directories")
+        raise ValueError(f"{_shorten(value)!r} must be a file name without directories")
+    if value in (".", ".."):
+        raise ValueError(f"{value!r} names a folder, not a file: write the file's name")
     return value
 
 
 FileName = Annotated[
     str,
     AfterValidator(_check_file_name),
-    WithJsonSchema({"type": "string", "pattern": r"^[^/\\~][^/\\]*$"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": MAX_NAME_BYTES,
+            "pattern": r"^(?!\.\.?$)[^/\\~\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$",
+        }
+    ),
 ]
+
+
+def normalised_path(text: str) -> str:
+    """``text`` as the file system will see it: ``a/./b/`` -> ``a/b``, ``.`` -> ``""``."""
+    return "/".join(part for part in PurePosixPath(text).parts if part != ".")

@@ -7,11 +7,13 @@ Every check returns ``Problem``s located at the line the user has to change. Err
 from __future__ import annotations
 
 import difflib
+import importlib.metadata
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from vcat.catalog.fields import Reference, approximate_bytes, parse_checksum
+from vcat.catalog.fields import Reference, approximate_bytes, normalised_path, parse_checksum
 from vcat.catalog.loader import Catalog, Entry
 from vcat.catalog.schema import DatasetEntry, EntryKind, Source
 from vcat.catalog.yaml_source import Location
@@ -27,11 +29,22 @@ def lint_catalog(catalog: Catalog) -> list[Problem]:
     problems = list(catalog.problems)
     problems += check_duplicate_names(catalog)
     names = catalog.by_name()
+    stages = registered_stages()
     for entry in catalog.entries:
         problems += check_parts(entry)
         problems += check_references(entry, names)
+        problems += check_stages(entry, stages)
     problems += check_shared_urls(catalog)
     return sorted(set(problems))
+
+
+def entry_errors(catalog: Catalog, entry: Entry) -> list[Problem]:
+    """The errors ``lint_catalog`` reports in ``entry``'s file: what keeps it from being used."""
+    return [
+        problem
+        for problem in lint_catalog(catalog)
+        if problem.path == entry.path and problem.severity == Severity.ERROR
+    ]
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,7 @@ def check_parts(entry: Entry) -> Iterator[Problem]:
             seen.setdefault(name, loc)
     for located in sources_of(entry):
         yield from check_size(entry, located)
+    yield from check_targets(entry)
     if isinstance(spec, DatasetEntry):
         yield from check_dataset_links(entry, spec)
 
@@ -106,6 +120,71 @@ def check_size(entry: Entry, located: LocatedSource) -> Iterator[Problem]:
             f"{source.size:,} bytes: is one of them for another file?",
             Severity.WARNING,
         )
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A path under the root (or in the work area) that one source writes or needs."""
+
+    located: LocatedSource
+    path: str  # as written, normalised
+    field: str  # the key to point at: filename or unpack_to
+
+
+def _same_path_key(path: str) -> str:
+    # one file on macOS and Windows (case-insensitive) and wherever names are normalised
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def check_targets(entry: Entry) -> Iterator[Problem]:
+    """No two sources write one path: not one file, not one archive in the work area, and no
+    file where another source needs a folder (an archive's ``unpack_to``, a file's parent)."""
+    files: dict[str, _Claim] = {}
+    archives: dict[str, _Claim] = {}
+    folders: dict[str, _Claim] = {}
+    for located in sources_of(entry):
+        source = located.source
+        folder = normalised_path(source.unpack_to or ".")
+        field = "unpack_to" if source.unpack_to else "filename"
+        if source.archive != "none":  # "auto" may turn out to be either
+            yield from _claim(entry, archives, _Claim(located, source.filename, "filename"),
+                              "keeps its archive in the work area as")  # fmt: skip
+            if folder:
+                _need_folders(folders, _Claim(located, folder, field))
+        if source.archive in ("none", "auto"):
+            target = f"{folder}/{source.filename}" if folder else source.filename
+            claim = _Claim(located, target, "filename")
+            yield from _claim(entry, files, claim, "writes")
+            _need_folders(folders, _Claim(located, folder, field))
+    for key, claim in files.items():
+        other = folders.get(key)
+        if other is not None:
+            yield entry.problem(
+                (*claim.located.loc, claim.field),
+                f"source {claim.located.source.name!r} writes a file at {claim.path!r}, where "
+                f"source {other.located.source.name!r} (line "
+                f"{entry.line(*other.located.loc, other.field)}) needs a folder; give one of "
+                "them another 'filename' or 'unpack_to'",
+            )
+
+
+def _claim(entry: Entry, claims: dict[str, _Claim], claim: _Claim, verb: str) -> Iterator[Problem]:
+    earlier = claims.setdefault(_same_path_key(claim.path), claim)
+    if earlier is not claim:
+        yield entry.problem(
+            (*claim.located.loc, claim.field),
+            f"source {claim.located.source.name!r} {verb} {claim.path!r}, as source "
+            f"{earlier.located.source.name!r} (line {entry.line(*earlier.located.loc, 'name')}) "
+            "does: one would overwrite the other; give one of them another 'filename' or "
+            "'unpack_to'",
+        )
+
+
+def _need_folders(folders: dict[str, _Claim], claim: _Claim) -> None:
+    """Record ``claim.path`` and every folder above it as folders that must exist."""
+    parts = [part for part in claim.path.split("/") if part]
+    for end in range(1, len(parts) + 1):
+        folders.setdefault(_same_path_key("/".join(parts[:end])), claim)
 
 
 def check_dataset_links(entry: Entry, spec: DatasetEntry) -> Iterator[Problem]:
@@ -190,6 +269,35 @@ def check_references(entry: Entry, names: dict[str, Entry]) -> Iterator[Problem]
                 loc,
                 f"reference {text!r}: entry {ref.entry!r} has no source or subset named "
                 f"{ref.part!r}{_suggest(ref.part, parts)}",
+            )
+
+
+#: The entry-point group of pipeline stages (``vcat.stage.ENTRY_POINT_GROUP``, read here
+#: without importing ``vcat.stage`` and its OmegaConf).
+STAGE_GROUP = "vcat.stages"
+
+
+def registered_stages() -> frozenset[str]:
+    """The names of the pipeline stages this installation provides."""
+    return frozenset(ep.name for ep in importlib.metadata.entry_points(group=STAGE_GROUP))
+
+
+def check_stages(entry: Entry, stages: frozenset[str]) -> Iterator[Problem]:
+    """Every stage an entry names (``prepare`` steps, a model's ``produced_by``) exists: an
+    entry promises only what ``dvc repro`` can do."""
+    spec = entry.spec
+    named: list[tuple[Location, str]] = []
+    if isinstance(spec, DatasetEntry):
+        named = [(("prepare", i, "stage"), step.stage) for i, step in enumerate(spec.prepare)]
+    elif spec.produced_by is not None:
+        named = [(("produced_by", "stage"), spec.produced_by.stage)]
+    known = ", ".join(sorted(stages)) or "none"
+    for loc, stage in named:
+        if stage not in stages:
+            yield entry.problem(
+                loc,
+                f"stage {stage!r} is not a registered stage (registered: {known})"
+                f"{_suggest(stage, stages)}; describe work that no stage does yet in 'notes'",
             )
 
 

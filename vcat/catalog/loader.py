@@ -25,6 +25,7 @@ from vcat.catalog.schema import (
     ModelEntry,
     Strict,
 )
+from vcat.catalog.values import unsafe_values
 from vcat.catalog.yaml_source import LineMap, Location, load_yaml
 from vcat.problems import CatalogError, Problem, Severity
 
@@ -136,6 +137,12 @@ def load_entry(path: Path) -> Entry:
     document = load_yaml(path)
     if not isinstance(document.data, dict):
         raise CatalogError(path, 1, "an entry must be a YAML mapping of keys to values")
+    unsafe = [
+        Problem(path, document.lines.line_of(loc), Severity.ERROR, message)
+        for loc, message in unsafe_values(document.data)
+    ]
+    if unsafe:
+        raise CatalogError.of(unsafe)
     model = ENTRY_MODELS[kind]
     try:
         spec = model.model_validate(document.data)

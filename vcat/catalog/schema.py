@@ -14,14 +14,19 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vcat.catalog.fields import (
+    Amount,
+    ByteSize,
     ChecksumText,
     FileName,
+    Number,
     PartName,
+    Positive,
     Ref,
     RelativePath,
     SizeText,
     SourceUrl,
     WebUrl,
+    whole_number,
 )
 from vcat.catalog.yaml_source import Location
 
@@ -70,7 +75,7 @@ class Access(Strict):
 class Paper(Strict):
     title: str
     venue: str | None = None
-    year: int | None = Field(None, ge=1900, le=2100)
+    year: whole_number(1900, 2100) | None = None
     url: WebUrl | None = None
     bibtex: str | None = None
 
@@ -92,7 +97,7 @@ class Source(Strict):
     name: PartName
     url: SourceUrl
     filename: FileName = Field(description="Name the download is saved under.")
-    size: int | None = Field(None, gt=0, description="Exact size in bytes, when known.")
+    size: ByteSize | None = Field(None, description="Exact size in bytes, when known.")
     size_published: SizeText | None = Field(
         None, description="The size as the upstream guide states it, e.g. '2.3Mb'."
     )
@@ -121,9 +126,9 @@ class LayoutRule(Strict):
 
     glob: RelativePath
     type: Literal["file", "dir"] = "file"
-    count: int | None = Field(None, ge=0, description="Exact number expected.")
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=0)
+    count: Amount | None = Field(None, description="Exact number expected.")
+    min: Amount | None = None
+    max: Amount | None = None
     description: str | None = None
 
     @model_validator(mode="after")
@@ -147,8 +152,8 @@ class Count(Strict):
     """How many items of one unit exist, as the paper used them and as released."""
 
     unit: str = Field(description="What is counted: images, pairs, videos, scenes, ...")
-    published: int | None = Field(None, ge=0, description="As used or stated in the paper.")
-    released: int | None = Field(None, ge=0, description="As actually downloadable.")
+    published: Amount | None = Field(None, description="As used or stated in the paper.")
+    released: Amount | None = Field(None, description="As actually downloadable.")
     note: str | None = None
 
     @model_validator(mode="after")
@@ -203,7 +208,10 @@ class PrepareStep(Strict):
     """An artifact derived from the entry by a pipeline stage."""
 
     name: PartName
-    stage: PartName = Field(description="The module in stages/ that does the work.")
+    stage: PartName = Field(
+        description="The registered stage (entry point of the group 'vcat.stages') that does "
+        "the work; lint refuses any other name."
+    )
     description: str | None = None
     inputs: list[Ref] = Field(default_factory=list, description="Other entries or their parts.")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -217,6 +225,11 @@ class EntryBase(Strict):
     licence: Licence
     known_issues: list[str] = Field(
         default_factory=list, description="Upstream problems a user must know about."
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Other remarks, e.g. processing the upstream guide applies after download "
+        "that no vcat stage does (a 'prepare' step may name only a registered stage).",
     )
 
     def located_sources(self) -> list[tuple[Location, Source]]:
@@ -257,18 +270,18 @@ class Architecture(Strict):
 
 
 class InputSpec(Strict):
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    width: Positive
+    height: Positive
+    mean: tuple[Number, Number, Number] | None = None
+    std: tuple[Number, Number, Number] | None = None
     interpolation: Literal["nearest", "bilinear", "bicubic", "area", "lanczos"] | None = None
     resize: str | None = Field(None, description="How images reach width x height.")
 
 
 class Features(Strict):
-    dims: dict[str, int] = Field(description="Dimension of each output, e.g. cls: 1024.")
-    patch_size: int | None = Field(None, gt=0)
-    tokens: int | None = Field(None, gt=0, description="Patch tokens per image.")
+    dims: dict[str, Positive] = Field(description="Dimension of each output, e.g. cls: 1024.")
+    patch_size: Positive | None = None
+    tokens: Positive | None = Field(None, description="Patch tokens per image.")
 
 
 class ProducedBy(Strict):
@@ -280,7 +293,7 @@ class ProducedBy(Strict):
 class PublishedResult(Strict):
     dataset: Ref
     metric: str
-    value: float
+    value: Number
     note: str | None = None
 
 

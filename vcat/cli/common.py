@@ -9,16 +9,22 @@ import typer
 from rich.markup import escape
 
 from vcat.cli.console import WholeLinesConsole
+from vcat.display import SafeConsole
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
 
 if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
 
-    from vcat.catalog.loader import Entry
+    from vcat.catalog.loader import Catalog, Entry
 
-stdout = WholeLinesConsole(soft_wrap=True)
-stderr = WholeLinesConsole(stderr=True, soft_wrap=True)
+
+class _Console(SafeConsole, WholeLinesConsole):
+    """Control characters made visible, and no line cut or dropped."""
+
+
+stdout = _Console(soft_wrap=True)
+stderr = _Console(stderr=True, soft_wrap=True)
 
 
 def stderr_bars(*columns: str | ProgressColumn) -> Progress:
@@ -39,15 +45,9 @@ def print_problems(error: CatalogError) -> None:
         stderr.print(problem.format(), markup=False, highlight=False)
 
 
-def load_entry(name: str, catalog_dir: Path | None) -> Entry:
-    """The entry ``name`` of the catalog, or exit 2 with its load problems or close names."""
-    from vcat.catalog.loader import load_catalog
-
-    try:
-        folder = catalog_dir or default_catalog_dir()
-    except ProjectNotFound as exc:
-        fail(str(exc))
-    catalog = load_catalog([folder])
+def find_entry(catalog: Catalog, name: str) -> Entry:
+    """The entry ``name`` of ``catalog``, or exit 2 saying it is invalid (its problems above)
+    or that there is none (with close names): the same message in every command."""
     try:
         return catalog.get(name)
     except KeyError as exc:
@@ -55,6 +55,26 @@ def load_entry(name: str, catalog_dir: Path | None) -> Entry:
         for problem in broken:
             stderr.print(problem.format(), markup=False, highlight=False)
         fail(f"entry {name!r} is invalid; fix the problems above" if broken else exc.args[0])
+
+
+def load_entry(name: str, catalog_dir: Path | None) -> Entry:
+    """The entry ``name`` of the catalog, or exit 2 with its load problems, the errors
+    `vcat catalog lint` finds in it, or close names."""
+    from vcat.catalog.lint import entry_errors
+    from vcat.catalog.loader import load_catalog
+
+    try:
+        folder = catalog_dir or default_catalog_dir()
+    except ProjectNotFound as exc:
+        fail(str(exc))
+    catalog = load_catalog([folder])
+    entry = find_entry(catalog, name)
+    errors = entry_errors(catalog, entry)
+    for problem in errors:
+        stderr.print(problem.format(), markup=False, highlight=False)
+    if errors:
+        fail(f"entry {name!r} does not pass `vcat catalog lint`; fix the problems above")
+    return entry
 
 
 def root_of(name: str, outside_project: str) -> Path:
