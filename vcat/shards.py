@@ -275,8 +275,10 @@ class _OpenShard:
         return ShardInfo(self.final.name, len(self.samples), self.offset, self.md5.hexdigest())
 
     def discard(self) -> None:
-        self.stream.close()
-        self.partial.unlink(missing_ok=True)
+        try:
+            self.stream.close()  # on a full disk its last flush fails too
+        finally:
+            self.partial.unlink(missing_ok=True)
 
 
 class ShardWriter:
