@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import stat
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -312,3 +316,46 @@ def test_cli_lists_and_unpacks_a_shard_folder(tmp_path: Path) -> None:
     assert (tmp_path / "u" / "b" / "z.png").read_bytes() == b"b/z.png" * 10
     again = runner.invoke(app, ["shards", "unpack", str(tmp_path / "shards"), str(tmp_path / "u")])
     assert again.exit_code == 2 and "exists" in again.stderr
+
+
+@contextmanager
+def no_hang(seconds: int = 30) -> Iterator[None]:
+    """Turn a wait for ever (opening a FIFO) into a failure of the test."""
+
+    def stop(*_: object) -> None:
+        raise TimeoutError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda path: os.mkfifo(path), r"x\.jpg: a FIFO \(named pipe\); only regular files"),
+        (lambda path: path.symlink_to("/dev/zero"), r"x\.jpg: a symbolic link; only regular"),
+        (lambda path: path.symlink_to(path.parent / "a.jpg"), r"x\.jpg: a symbolic link"),
+        (lambda path: path.symlink_to(path.parent.parent), r"x\.jpg: a symbolic link"),
+        (lambda path: os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5)), r"character dev"),
+    ],
+    ids=["fifo", "link-to-dev-zero", "link-to-file", "link-to-folder", "device"],
+)
+def test_pack_tree_refuses_what_is_not_a_regular_file_unopened(
+    tmp_path: Path, make: Callable[[Path], None], message: str
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d" / "a.jpg").write_bytes(b"a")
+    try:
+        make(tree / "d" / "x.jpg")
+    except PermissionError:  # mknod without CAP_MKNOD: the FIFO and link cases cover the rest
+        os.mkfifo(tree / "d" / "x.jpg")
+        message = r"x\.jpg: a FIFO"
+    with no_hang(), pytest.raises(ShardError, match=message):
+        pack_tree(tree, tmp_path / "shards")
+    assert not (tmp_path / "shards" / "index.json").exists()
