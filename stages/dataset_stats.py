@@ -19,8 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from vcat.catalog.schema import DatasetEntry
-from vcat.cli.catalog import CatalogOption
 from vcat.cli.common import fail, load_entry, stderr
+from vcat.cli.options import CatalogOption
 from vcat.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
 from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf, write_json
 from vcat.stats import StatsError, dataset_stats

@@ -116,7 +116,7 @@ def test_show_renders_a_readable_page() -> None:
 
 def test_show_unknown_name_suggests_close_ones() -> None:
     result = runner.invoke(app, ["catalog", "show", "flickr", "--catalog", str(CATALOG)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "flickr-cc" in result.stderr
 
 
@@ -241,7 +241,7 @@ def test_show_of_an_invalid_entry_names_its_problems(tmp_path: Path) -> None:
     (catalog / "datasets").mkdir(parents=True)
     (catalog / "datasets" / "half.yaml").write_text("title: Half\ndescription: x\nlicense: MIT\n")
     result = runner.invoke(app, ["catalog", "show", "half", "--catalog", str(catalog)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "half.yaml:3: error: unknown key 'license'" in result.stderr
     assert "entry 'half' is invalid" in result.stderr
     listed = runner.invoke(app, ["catalog", "list", "--json", "--catalog", str(catalog)])

@@ -9,21 +9,19 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markdown import Markdown
 from rich.table import Column, Table
 
-from vcat.catalog.docs import render_entry, render_pages
-from vcat.catalog.lint import lint_catalog
-from vcat.catalog.loader import Catalog, Entry, load_catalog
-from vcat.catalog.schema import DatasetEntry
-from vcat.catalog.schema_export import render_schemas
-from vcat.cli.common import stderr, stdout
+from vcat.cli.common import find_entry, stderr, stdout
+from vcat.cli.options import CatalogOption, JsonOption
 from vcat.generated import stale_files, write_folder
 from vcat.problems import Severity, display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
+
+if TYPE_CHECKING:
+    from vcat.catalog.loader import Catalog, Entry
 
 LIST_FORMAT = "vcat.catalog.list/1"
 ENTRY_FORMAT = "vcat.catalog.entry/1"
@@ -39,17 +37,6 @@ class KindChoice(StrEnum):
     model = "model"
 
 
-CatalogOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--catalog",
-        help="Catalog folder (default: $VCAT_CATALOG, else catalog/ of the enclosing project).",
-        file_okay=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli-json.md).")]
-
-
 def _catalog_dir(given: Path | None) -> Path:
     if given is not None:
         return given
@@ -61,6 +48,8 @@ def _catalog_dir(given: Path | None) -> Path:
 
 
 def _load(catalog_dir: Path | None) -> Catalog:
+    from vcat.catalog.loader import load_catalog
+
     catalog = load_catalog([_catalog_dir(catalog_dir)])
     if catalog.problems:
         stderr.print(
@@ -100,19 +89,11 @@ def show(
     catalog_dir: CatalogOption = None,
 ) -> None:
     """Show one entry: what it is, its licence, how to obtain it, its files and subsets."""
-    catalog = _load(catalog_dir)
-    try:
-        entry = catalog.get(name)
-    except KeyError as exc:
-        broken = [p for p in catalog.problems if p.path.stem == name]
-        for problem in broken:
-            stderr.print(problem.format(), markup=False, highlight=False)
-        stderr.print(
-            f"[red]{exc.args[0]}[/red]"
-            if not broken
-            else f"[red]entry {name!r} is invalid; fix the problems above.[/red]"
-        )
-        raise typer.Exit(1) from None
+    from rich.markdown import Markdown
+
+    from vcat.catalog.docs import render_entry
+
+    entry = find_entry(_load(catalog_dir), name)
     if as_json:
         payload = {
             "format": ENTRY_FORMAT,
@@ -139,6 +120,9 @@ def lint(
     Prints one `path:line: severity: message` line per problem. Exits 1 when any is an
     error; warnings (recorded upstream defects) do not fail.
     """
+    from vcat.catalog.lint import lint_catalog
+    from vcat.catalog.loader import load_catalog
+
     catalog = load_catalog(paths or [_catalog_dir(None)])
     problems = lint_catalog(catalog)
     for problem in problems:
@@ -174,6 +158,9 @@ def docs(
     catalog_dir: CatalogOption = None,
 ) -> None:
     """Write a Markdown page per entry and an index table to OUT (replacing its contents)."""
+    from vcat.catalog.docs import render_pages
+    from vcat.catalog.loader import load_catalog
+
     catalog = load_catalog([_catalog_dir(catalog_dir)])
     if catalog.problems:
         for problem in catalog.problems:
@@ -191,6 +178,8 @@ def schema(
     check: Annotated[bool, typer.Option(help="Write nothing; exit 1 if OUT is stale.")] = False,
 ) -> None:
     """Export the entry schemas as JSON Schema, for editors that validate YAML as you type."""
+    from vcat.catalog.schema_export import render_schemas
+
     _write_or_check(out, render_schemas(), check, "schema files")
 
 
@@ -199,6 +188,8 @@ def _identity(entry: Entry) -> dict[str, Any]:
 
 
 def _summary(entry: Entry) -> dict[str, Any]:
+    from vcat.catalog.schema import DatasetEntry
+
     spec = entry.spec
     files = [
         {"name": source.name, "url": source.url, "checksum": source.checksum}

@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from vcat import compare as core
-from vcat.cli.catalog import JsonOption
 from vcat.cli.common import fail, stderr, stdout
+from vcat.cli.options import JsonOption
 from vcat.compare import (
     MISSING,
     WORKSPACE,

@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 
 from vcat.catalog.loader import Catalog, load_catalog
-from vcat.cli.catalog import CatalogOption
 from vcat.cli.common import fail, print_problems, stderr, stdout
+from vcat.cli.options import CatalogOption
 from vcat.project import ProjectNotFound, default_catalog_dir, find_project_root
 from vcat.release import (
     PushFailed,

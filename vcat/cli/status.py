@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from vcat.catalog.loader import load_catalog
-from vcat.cli.catalog import CatalogOption, JsonOption
 from vcat.cli.common import fail, load_entry, root_of, stdout
+from vcat.cli.options import CatalogOption, JsonOption
 from vcat.fetch.status import StatusRow, entry_status
 from vcat.project import ProjectNotFound, default_catalog_dir
 

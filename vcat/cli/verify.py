@@ -22,14 +22,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.filesize import decimal
-from rich.markdown import Markdown
 from rich.markup import escape
 from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
 from vcat.catalog.loader import Entry
 from vcat.catalog.schema import DatasetEntry
-from vcat.cli.catalog import CatalogOption, JsonOption
 from vcat.cli.common import (
     fail,
     load_entry,
@@ -39,6 +37,7 @@ from vcat.cli.common import (
     stderr_bars,
     stdout,
 )
+from vcat.cli.options import CatalogOption, JsonOption
 from vcat.failures import FailureClass
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, find_project_root
@@ -139,6 +138,8 @@ def _print_access(entry: Entry) -> None:
         return
     stderr.print(f"\n[bold]How to obtain {entry.name}[/bold] (access: {access['kind']})")
     if access["instructions"]:
+        from rich.markdown import Markdown
+
         stderr.print(Markdown(access["instructions"]))
     if access["url"]:
         stderr.print(f"See {access['url']}", highlight=False)
