@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from vcat.cli.console import WholeLinesConsole
+from vcat.display import SafeConsole
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
 
@@ -17,8 +18,13 @@ if TYPE_CHECKING:
 
     from vcat.catalog.loader import Catalog, Entry
 
-stdout = WholeLinesConsole(soft_wrap=True)
-stderr = WholeLinesConsole(stderr=True, soft_wrap=True)
+
+class _Console(SafeConsole, WholeLinesConsole):
+    """Control characters made visible, and no line cut or dropped."""
+
+
+stdout = _Console(soft_wrap=True)
+stderr = _Console(stderr=True, soft_wrap=True)
 
 
 def stderr_bars(*columns: str | ProgressColumn) -> Progress:
@@ -52,14 +58,23 @@ def find_entry(catalog: Catalog, name: str) -> Entry:
 
 
 def load_entry(name: str, catalog_dir: Path | None) -> Entry:
-    """The entry ``name`` of the catalog, or exit 2 with its load problems or close names."""
+    """The entry ``name`` of the catalog, or exit 2 with its load problems, the errors
+    `vcat catalog lint` finds in it, or close names."""
+    from vcat.catalog.lint import entry_errors
     from vcat.catalog.loader import load_catalog
 
     try:
         folder = catalog_dir or default_catalog_dir()
     except ProjectNotFound as exc:
         fail(str(exc))
-    return find_entry(load_catalog([folder]), name)
+    catalog = load_catalog([folder])
+    entry = find_entry(catalog, name)
+    errors = entry_errors(catalog, entry)
+    for problem in errors:
+        stderr.print(problem.format(), markup=False, highlight=False)
+    if errors:
+        fail(f"entry {name!r} does not pass `vcat catalog lint`; fix the problems above")
+    return entry
 
 
 def root_of(name: str, outside_project: str) -> Path:
