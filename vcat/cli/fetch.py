@@ -17,12 +17,13 @@ from rich.table import Table
 
 from vcat.cli.common import fail, load_entry, remember, root_of, stderr, stdout
 from vcat.cli.options import CatalogOption
+from vcat.display import shown
 from vcat.fetch.download import Cancelled, RetryPolicy
 from vcat.fetch.placing import Outcome, write_tree_manifest
 from vcat.fetch.runner import fetch_all
 from vcat.fetch.selection import SelectionError, select_sources
 from vcat.fetch.source import FetchOptions
-from vcat.fetch.tracking import dvc_repo_root, track
+from vcat.fetch.tracking import TrackingConflict, dvc_repo_root, owning_stage, track
 from vcat.fetch.workspace import Busy, Workspace
 from vcat.problems import display_path
 
@@ -66,8 +67,14 @@ def fetch(
         typer.Option(help="Keep verified archives in the work area after unpacking them."),
     ] = True,
     dvc: Annotated[
-        bool, typer.Option(help="`dvc add` the root when it is inside a DVC repository.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--dvc/--no-dvc",
+            help="`dvc add` the root when it is inside a DVC repository. By default it is "
+            "added unless a dvc.yaml stage writes it (then `dvc repro` tracks it).",
+            show_default=False,
+        ),
+    ] = None,
     catalog_dir: CatalogOption = None,
 ) -> None:
     """Download, verify and place an entry's sources; resumes what an earlier run left."""
@@ -77,10 +84,8 @@ def fetch(
     except SelectionError as exc:
         fail(str(exc))
     root = _root_for(name, dest)
-    if dest is not None:
-        remember(name, root)
     options = FetchOptions(policy=RetryPolicy(attempts=retries), keep_archives=keep_archives)
-    stderr.print(f"fetching {len(sources)} source(s) of {name} into {display_path(root)}")
+    stderr.print(f"fetching {len(sources)} source(s) of {name} into {shown(display_path(root))}")
     try:
         outcomes = fetch_all(sources, root, jobs=jobs, options=options, console=stderr)
     except Busy as exc:
@@ -94,23 +99,51 @@ def fetch(
     manifest = write_tree_manifest(entry.spec.all_sources(), Workspace(root))
     if manifest is not None:
         stdout.print(
-            f"every placed file is listed in {display_path(manifest)}; "
-            f"`vcat verify {name} --manifest {display_path(manifest)}` re-checks the tree"
+            f"every placed file is listed in {shown(display_path(manifest))}; "
+            f"`vcat verify {name} --manifest {shown(display_path(manifest))}` re-checks the tree"
         )
     failed = any(outcome.state == "failed" for outcome in outcomes)
-    if dvc and root.is_dir() and any(root.iterdir()) and not _track(root, outcomes):
+    if dest is not None and not failed:
+        remember(name, root)  # only a tree that passed is worth finding again
+    if (
+        dvc is not False
+        and root.is_dir()
+        and any(root.iterdir())
+        and not _track(root, outcomes, dvc)
+    ):
         failed = True
     if failed:
         raise typer.Exit(1)
 
 
-def _track(root: Path, outcomes: list[Outcome]) -> bool:
-    """``dvc add`` the root when it lies in a DVC repository; False when DVC refused."""
+def _track(root: Path, outcomes: list[Outcome], asked: bool | None) -> bool:
+    """``dvc add`` the root when it lies in a DVC repository and no pipeline stage writes it
+    (``asked``: True for an explicit ``--dvc``); False when it could not be tracked."""
     from dvc.exceptions import DvcException
 
     repo = dvc_repo_root(root)
     if repo is None:
-        stdout.print(f"not tracked by DVC: {display_path(root)} is outside any DVC repository")
+        where = shown(display_path(root))
+        stdout.print(f"not tracked by DVC: {where} is outside any DVC repository")
+        return True
+    try:
+        owner = owning_stage(root, repo)
+    except TrackingConflict as exc:
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return False
+    if owner is not None:
+        how = (
+            f"`dvc repro {owner}` tracks it, or `dvc commit {owner}` records what was just fetched"
+        )
+        where = f"{escape(display_path(root))} is the output of stage {owner} (dvc.yaml)"
+        if asked:
+            stderr.print(
+                f"[red]error:[/red] the data is in place but not added to DVC: {where}, and DVC "
+                f"tracks a path one way only; {how}",
+                highlight=False,
+            )
+            return False
+        stdout.print(f"not `dvc add`ed: {where}; {how}", highlight=False)
         return True
     md5s = {path: md5 for outcome in outcomes for path, md5 in outcome.md5s.items()}
     try:
@@ -118,11 +151,11 @@ def _track(root: Path, outcomes: list[Outcome]) -> bool:
     except DvcException as exc:
         stderr.print(
             f"[red]error:[/red] the data is in place but DVC did not track it: {escape(str(exc))}"
-            f"; fix that and run `dvc add {display_path(root)}`",
+            f"; fix that and run `dvc add {shown(display_path(root))}`",
             highlight=False,
         )
         return False
-    stdout.print(f"tracked by DVC in {display_path(dvc_file)}; commit it with git")
+    stdout.print(f"tracked by DVC in {shown(display_path(dvc_file))}; commit it with git")
     return True
 
 
