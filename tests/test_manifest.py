@@ -210,6 +210,7 @@ def test_every_failure_class(tmp_path: Path) -> None:
         "oversized": 1,
         "checksum_mismatch": 2,
         "html_instead_of_file": 1,
+        "not_a_file": 0,
     }
     assert by_path["short"].expected_size == 5000 and by_path["short"].actual_size == 100
     assert by_path["short"].actual_digest is None, "a file of the wrong size is not hashed"
@@ -369,7 +370,7 @@ def test_cli_verify_reports_failures_with_advice(project: Path) -> None:
     assert payload["ok"] is False
     assert payload["counts"] == {
         "ok": 1, "missing": 1, "unexpected": 1, "truncated": 1, "oversized": 0,
-        "checksum_mismatch": 0, "html_instead_of_file": 0,
+        "checksum_mismatch": 0, "html_instead_of_file": 0, "not_a_file": 0,
     }  # fmt: skip
     assert payload["failures"][0] == {
         "path": "a.bin",
@@ -378,6 +379,7 @@ def test_cli_verify_reports_failures_with_advice(project: Path) -> None:
         "actual_size": 5,
         "expected_digest": md5(b"a" * 10),
         "actual_digest": None,
+        "detail": None,
     }
     assert set(payload["advice"]) == {"missing", "unexpected", "truncated"}
 

@@ -201,17 +201,54 @@ def test_star_stays_in_one_component_and_double_star_spans_any(tmp_path: Path) -
     assert report.extra_count == 0
 
 
-def test_symlinks_are_followed_and_loops_reported(tmp_path: Path) -> None:
-    elsewhere = make(tmp_path / "disk2", "0005/images/z.jpg")
-    root = make(tmp_path / "root", "0000/images/a.jpg")
-    (root / "0005").symlink_to(elsewhere / "0005", target_is_directory=True)
+def test_symlinks_inside_are_followed_and_loops_reported(tmp_path: Path) -> None:
+    root = make(tmp_path / "root", "0000/images/a.jpg", "store/0005/images/z.jpg")
+    (root / "0005").symlink_to(root / "store" / "0005", target_is_directory=True)
+    (root / "0000" / "images" / "b.jpg").symlink_to("a.jpg")
     (root / "0000" / "images" / "loop").symlink_to(root, target_is_directory=True)
     (root / "0000" / "images" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     report = check_rules(root, [RuleSpec("*/images/*.jpg", "file", 1, None)])
-    assert report.rules[0].found == 2
+    assert report.rules[0].found == 3
     assert report.errors == [
         "0000/images/gone.jpg: broken symbolic link",
         "0000/images/loop: symbolic link to an enclosing folder; not followed",
+    ]
+    assert not report.ok
+
+
+def test_symlinks_out_of_the_tree_are_reported_not_followed(tmp_path: Path) -> None:
+    elsewhere = make(tmp_path / "disk2", "0005/images/z.jpg", "secret.jpg")
+    root = make(tmp_path / "root", "0000/images/a.jpg")
+    (root / "0005").symlink_to(elsewhere / "0005", target_is_directory=True)
+    (root / "0000" / "images" / "s.jpg").symlink_to(elsewhere / "secret.jpg")
+    (root / "everything").symlink_to("/", target_is_directory=True)
+    (root / "up").symlink_to("..", target_is_directory=True)
+    report = check_rules(root, [RuleSpec("**", "file", 1, None)])
+    assert report.rules[0].found == 1  # only 0000/images/a.jpg
+    assert [error.split(":")[0] for error in report.errors] == [
+        "0000/images/s.jpg",
+        "0005",
+        "everything",
+        "up",
+    ]
+    assert all("outside the tree; not followed" in error for error in report.errors)
+    assert not report.ok
+
+
+def test_fifos_sockets_and_devices_are_named_never_opened(tmp_path: Path) -> None:
+    import socket
+
+    root = make(tmp_path / "root", "0000/images/a.jpg")
+    os.mkfifo(root / "0000" / "images" / "pipe.jpg")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(root / "0000" / "images" / "sock.jpg"))
+        (root / "0000" / "images" / "zero.jpg").symlink_to("/dev/zero")
+        report = check_rules(root, [RuleSpec("*/images/*.jpg", "file", 1, None)])
+    assert report.rules[0].found == 1
+    assert report.errors == [
+        "0000/images/pipe.jpg: a FIFO, not a file; not opened",
+        "0000/images/sock.jpg: a socket, not a file; not opened",
+        "0000/images/zero.jpg: symbolic link to /dev/zero, not a file or folder; not followed",
     ]
     assert not report.ok
 
@@ -387,7 +424,7 @@ def test_cli_absent_root_fails_with_instructions(catalog: Path, tmp_path: Path) 
 def test_cli_entry_without_layout_or_sources(catalog: Path, tmp_path: Path) -> None:
     result = vcat(catalog, tmp_path / "s.yaml", "verify", "nothing", "--root", str(tmp_path))
     assert result.exit_code == 2
-    assert "no layout and no sources" in result.stderr and "--manifest" in result.stderr
+    assert "nothing" in result.stderr and "Traceback" not in result.output
 
 
 def test_cli_bad_settings_file_is_reported_with_its_line(catalog: Path, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ class FailureClass(StrEnum):
     UNSAFE_ARCHIVE = "unsafe_archive"
     MISSING = "missing"
     UNEXPECTED = "unexpected"
+    NOT_A_FILE = "not_a_file"
 
 
 ADVICE: dict[FailureClass, str] = {
@@ -74,6 +75,10 @@ ADVICE: dict[FailureClass, str] = {
         "limits; nothing was extracted — inspect it by hand before trusting it"
     ),
     FailureClass.MISSING: "the file is not there: fetch or copy it, then verify again",
+    FailureClass.NOT_A_FILE: (
+        "a symbolic link, FIFO, socket or device stands where a file belongs (or a file where a "
+        "link belongs); it was not opened: remove it, then fetch or copy the file again"
+    ),
     FailureClass.UNEXPECTED: (
         "the file is not in the manifest or layout: remove it, or rebuild the manifest if it "
         "belongs there"

@@ -66,6 +66,13 @@ def fetch(
         bool,
         typer.Option(help="Keep verified archives in the work area after unpacking them."),
     ] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Place every source again: unpack archives anew, re-hash files in place.",
+        ),
+    ] = False,
     dvc: Annotated[
         bool | None,
         typer.Option(
@@ -84,7 +91,9 @@ def fetch(
     except SelectionError as exc:
         fail(str(exc))
     root = _root_for(name, dest)
-    options = FetchOptions(policy=RetryPolicy(attempts=retries), keep_archives=keep_archives)
+    options = FetchOptions(
+        policy=RetryPolicy(attempts=retries), keep_archives=keep_archives, force=force
+    )
     stderr.print(f"fetching {len(sources)} source(s) of {name} into {shown(display_path(root))}")
     try:
         outcomes = fetch_all(sources, root, jobs=jobs, options=options, console=stderr)

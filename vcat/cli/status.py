@@ -25,17 +25,30 @@ STATUS_FORMAT = "vcat.status/1"
 def _style(state: str) -> str:
     if state in ("verified", "manual:present"):
         return "green"
-    if state.startswith("failed") or state == "manual:missing":
+    if state.startswith("failed") or state in ("manual:missing", "damaged"):
         return "red"
-    return "yellow" if state in ("partial", "fetched") else "dim"
+    return "yellow" if state in ("partial", "fetched", "changed") else "dim"
 
 
 def status(
     name: Annotated[str | None, typer.Argument(help="Entry name (default: every entry).")] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Hash every fetched file instead of comparing sizes, times and inodes.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     catalog_dir: CatalogOption = None,
 ) -> None:
-    """Show whether each source and subset is absent, partial, fetched, verified or failed."""
+    """Show whether each source and subset is absent, partial, fetched, verified, changed,
+    damaged or failed.
+
+    A source is verified (or fetched) only while its files are as the fetch left them: each
+    file's size, modification and change times and inode are compared with what the fetch
+    recorded (nothing is read); --full hashes them all.
+    """
     if name is not None:
         entries = [load_entry(name, catalog_dir)]
     else:
@@ -49,7 +62,7 @@ def status(
         roots[entry.name] = root_of(
             entry.name, "not inside a vcat project: run vcat status from a checkout"
         )
-        rows.extend(entry_status(entry, roots[entry.name]))
+        rows.extend(entry_status(entry, roots[entry.name], full))
     if as_json:
         document = {
             "format": STATUS_FORMAT,

@@ -39,6 +39,8 @@ from vcat.cli.common import (
 )
 from vcat.cli.options import CatalogOption, JsonOption
 from vcat.failures import FailureClass
+from vcat.fetch.integrity import EntryCheck, check_entry
+from vcat.fetch.workspace import Workspace
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, find_project_root
 from vcat.settings import default_root, load_settings
@@ -46,6 +48,7 @@ from vcat.verify.layout import LayoutReport, NoLayout, RuleStatus, check_layout
 from vcat.verify.manifest import (
     CHECK_ADVICE,
     STATUSES,
+    CheckMode,
     FileResult,
     HashProgress,
     ManifestError,
@@ -87,7 +90,7 @@ RootOption = Annotated[
 ]
 WorkersOption = Annotated[
     int | None,
-    typer.Option("--workers", min=1, help="Processes that hash files (default: every core)."),
+    typer.Option("--workers", min=1, help="Threads that hash files (default: every core)."),
 ]
 
 
@@ -140,9 +143,9 @@ def _print_access(entry: Entry) -> None:
     if access["instructions"]:
         from rich.markdown import Markdown
 
-        stderr.print(Markdown(access["instructions"]))
+        stderr.print(Markdown(access["instructions"], hyperlinks=False))
     if access["url"]:
-        stderr.print(f"See {access['url']}", highlight=False)
+        stderr.print(f"See {access['url']}", markup=False, highlight=False)
     if access["kind"] == "public":
         stderr.print(f"`vcat fetch {entry.name}` downloads its sources.", markup=False)
 
@@ -161,51 +164,155 @@ def verify(
     strict: Annotated[
         bool, typer.Option("--strict", help="Also fail when paths match no layout rule.")
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Hash every fetched file, not only those whose size, times or inode changed.",
+        ),
+    ] = False,
     workers: WorkersOption = None,
     as_json: JsonOption = False,
     catalog_dir: CatalogOption = None,
 ) -> None:
-    """Check a dataset's tree against its catalog layout, or every file against a manifest.
+    """Check a dataset's tree: its layout and the files its fetch placed, or every file
+    against a manifest.
 
     Without --manifest: counts the paths each layout rule matches, and lists paths no rule
-    accounts for (extras; they fail only with --strict). With --manifest: reports each file
-    that is missing, unexpected, truncated, oversized, has another checksum, or is a saved
-    web page. Exits 0 when the data passes, 1 when not, 2 when the check cannot run. A
-    --root that passes is remembered for later commands and pipeline stages.
+    accounts for (extras; they fail only with --strict); then compares every file `vcat
+    fetch` placed with what it recorded: a file whose size, modification or change time or
+    inode differs is hashed (--full: every file is), and one missing, added, replaced by a
+    link, FIFO or device, or with other content fails, named. Links are never followed and
+    nothing but regular files is opened. With --manifest: reports each file that is missing,
+    unexpected, truncated, oversized, has another checksum, is not a file, or is a saved web
+    page. Exits 0 when the data passes, 1 when not, 2 when the check cannot run. A --root
+    that passes is remembered for later commands and pipeline stages.
     """
     entry = load_entry(name, catalog_dir)
     folder, given = _root(name, root)
     if manifest is not None:
         _verify_manifest(entry, folder, given, manifest, workers, as_json)
     else:
-        _verify_layout(entry, folder, given, strict, as_json)
+        _verify_tree(entry, folder, given, strict, "full" if full else "changed", workers, as_json)
 
 
-def _verify_layout(entry: Entry, root: Path, given: bool, strict: bool, as_json: bool) -> None:
-    if not isinstance(entry.spec, DatasetEntry):
-        fail(f"{entry.name} is a model; models have no layout: check its files with --manifest")
-    try:
-        report = check_layout(root, entry.spec)
-    except NoLayout as exc:
-        fail(f"{entry.name}: {exc}; check its files with --manifest")
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+def _verify_tree(
+    entry: Entry,
+    root: Path,
+    given: bool,
+    strict: bool,
+    mode: CheckMode,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder"
+        stderr.print(f"[red]error:[/red] {escape(str(root))} {what}", highlight=False)
         _print_access(entry)
-        raise typer.Exit(1) from None
-    passed = report.ok and not (strict and report.extra_count)
+        raise typer.Exit(1)
+    files = _check_fetched(entry, root, mode, workers)
+    report = None
+    if isinstance(entry.spec, DatasetEntry):
+        try:
+            report = check_layout(root, entry.spec)
+        except NoLayout as exc:
+            if not files.recorded:
+                fail(f"{entry.name}: {exc}; check its files with --manifest")
+    elif not files.recorded:
+        fail(
+            f"{entry.name} is a model; models have no layout and no fetch of it is recorded "
+            f"under {display_path(root)}: fetch it, or check its files with --manifest"
+        )
+    layout_passed = report is None or (report.ok and not (strict and report.extra_count))
+    passed = layout_passed and files.ok
     remembered = _remember(entry.name, root, given, passed)
     if as_json:
-        typer.echo(json.dumps(_layout_json(entry, report, passed, remembered), indent=2))
+        payload = _layout_json(entry, root, report, passed, remembered)
+        payload["files"] = _fetched_json(files)
+        typer.echo(json.dumps(payload, indent=2))
     else:
-        _print_layout(entry, report, passed)
+        if report is not None:
+            _print_layout(entry, report, layout_passed)
+        _print_fetched(entry, root, files)
     if not passed:
         _print_access(entry)
         raise typer.Exit(1)
 
 
+def _check_fetched(entry: Entry, root: Path, mode: CheckMode, workers: int | None) -> EntryCheck:
+    """The files of the entry's sources as its fetches recorded them (see ``check_entry``)."""
+    try:
+        with _hash_progress("checking") as progress:
+            return check_entry(
+                entry.name, entry.spec.all_sources(), Workspace(root), mode, workers, progress
+            )
+    except TreeError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read {exc.filename}: {exc.strerror}")
+
+
+def _fetched_json(files: EntryCheck) -> dict[str, Any]:
+    return {
+        "recorded": files.recorded,
+        "ok": files.ok,
+        "sources": files.sources,
+        "problems": files.problems,
+        "counts": {str(status): files.counts[status] for status in STATUSES},
+        "hashed": files.hashed,
+        "bytes_hashed": files.bytes_hashed,
+        "failures": [_failure_json(f) for f in files.failures],
+        "advice": {str(c): CHECK_ADVICE[c] for c in STATUSES[1:] if files.counts[c]},
+    }
+
+
+def _print_fetched(entry: Entry, root: Path, files: EntryCheck) -> None:
+    if not files.recorded:
+        stdout.print(
+            f"no fetch is recorded under {escape(display_path(root.resolve()))}, so only the "
+            f"layout was checked; `vcat fetch {entry.name}` checks the files against the catalog",
+            highlight=False,
+        )
+        return
+    total = sum(files.counts.values())
+    stdout.print(
+        f"[bold]files[/bold] of {len(files.sources)} fetched source(s): {total:,} checked "
+        f"against what the fetch recorded, {files.hashed:,} hashed "
+        f"({files.bytes_hashed:,} bytes; the others unchanged since they were proven)",
+        highlight=False,
+    )
+    for problem in files.problems:
+        stdout.print(f"[red]problem:[/red] {escape(problem)}", highlight=False)
+    _print_failures(files.counts, files.failures)
+    if files.ok:
+        stdout.print("[green]OK[/green]: every fetched file is as it was placed")
+    elif files.failures:
+        stdout.print(
+            f"[red]FAILED[/red]: {len(files.failures):,} file(s) differ; "
+            f"`vcat fetch {entry.name}` repairs them",
+            highlight=False,
+        )
+    else:
+        stdout.print("[red]FAILED[/red]: see the problems above")
+
+
 def _layout_json(
-    entry: Entry, report: LayoutReport, passed: bool, remembered: bool
+    entry: Entry, root: Path, report: LayoutReport | None, passed: bool, remembered: bool
 ) -> dict[str, Any]:
+    if report is None:
+        return {
+            "format": LAYOUT_FORMAT,
+            "name": entry.name,
+            "root": display_path(root.resolve()),
+            "ok": passed,
+            "derived_from": None,
+            "rules": [],
+            "extras": {"count": 0, "listed": []},
+            "errors": [],
+            "scanned": {"files": 0, "dirs": 0},
+            "remembered": remembered,
+            "access": _access(entry),
+        }
     return {
         "format": LAYOUT_FORMAT,
         "name": entry.name,
@@ -272,7 +379,7 @@ def _print_layout(entry: Entry, report: LayoutReport, passed: bool) -> None:
         )
     stdout.print(table)
     for error in report.errors:
-        stdout.print(f"[red]unreadable:[/red] {escape(error)}", highlight=False)
+        stdout.print(f"[red]problem:[/red] {escape(error)}", highlight=False)
     if report.extra_count:
         shown = len(report.extras)
         more = f", the first {shown} listed" if shown < report.extra_count else ""
@@ -337,20 +444,22 @@ def _manifest_json(entry: Entry, report: ManifestReport, remembered: bool) -> di
         "ok": report.ok,
         "counts": {str(status): report.counts[status] for status in STATUSES},
         "bytes_hashed": report.bytes_hashed,
-        "failures": [
-            {
-                "path": f.path,
-                "status": f.failure,
-                "expected_size": f.expected_size,
-                "actual_size": f.actual_size,
-                "expected_digest": f.expected_digest,
-                "actual_digest": f.actual_digest,
-            }
-            for f in report.failures
-        ],
+        "failures": [_failure_json(f) for f in report.failures],
         "advice": {str(c): CHECK_ADVICE[c] for c in STATUSES[1:] if report.counts[c]},
         "remembered": remembered,
         "access": _access(entry),
+    }
+
+
+def _failure_json(failure: FileResult) -> dict[str, Any]:
+    return {
+        "path": failure.path,
+        "status": failure.failure,
+        "expected_size": failure.expected_size,
+        "actual_size": failure.actual_size,
+        "expected_digest": failure.expected_digest,
+        "actual_digest": failure.actual_digest,
+        "detail": failure.detail,
     }
 
 
@@ -362,12 +471,19 @@ def _print_manifest(entry: Entry, report: ManifestReport) -> None:
         f"({report.algorithm}, {report.bytes_hashed:,} bytes hashed)",
         highlight=False,
     )
-    summary = ", ".join(
-        f"{status} {report.counts[status]:,}" for status in STATUSES if report.counts[status]
-    )
+    _print_failures(report.counts, report.failures)
+    if report.ok:
+        stdout.print("[green]OK[/green]: every file matches the manifest")
+    else:
+        stdout.print(f"[red]FAILED[/red]: {len(report.failures):,} file(s) differ")
+
+
+def _print_failures(counts: dict[str, int], failures: list[FileResult]) -> None:
+    """The count of each class, then the failures of each class with what to do."""
+    summary = ", ".join(f"{status} {counts[status]:,}" for status in STATUSES if counts[status])
     stdout.print(f"  {summary or 'no files'}", highlight=False)
     by_class: dict[FailureClass, list[str]] = {}
-    for failure in report.failures:
+    for failure in failures:
         by_class.setdefault(failure.failure, []).append(_describe_failure(failure))
     for failure_class, lines in by_class.items():
         advice = CHECK_ADVICE[failure_class]
@@ -376,13 +492,11 @@ def _print_manifest(entry: Entry, report: ManifestReport) -> None:
             stdout.print(f"  {escape(line)}", highlight=False)
         if len(lines) > SHOWN_PER_CLASS:
             stdout.print(f"  ... and {len(lines) - SHOWN_PER_CLASS:,} more (--json lists all)")
-    if report.ok:
-        stdout.print("[green]OK[/green]: every file matches the manifest")
-    else:
-        stdout.print(f"[red]FAILED[/red]: {len(report.failures):,} file(s) differ")
 
 
 def _describe_failure(failure: FileResult) -> str:
+    if failure.detail is not None:
+        return f"{failure.path} ({failure.detail})"
     if failure.failure == FailureClass.MISSING:
         return f"{failure.path} ({failure.expected_size:,} bytes expected)"
     if failure.failure == FailureClass.UNEXPECTED:

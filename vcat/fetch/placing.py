@@ -4,7 +4,9 @@ A plain file is renamed into place. An archive is unpacked into the work area, t
 of its top-level items is renamed into the target folder; an item already there is replaced
 only when this source put it there (``SourceRecord.owned``) or when it is identical to what
 the archive holds (a tree restored by ``dvc pull``). Digests taken while downloading and
-unpacking are written to manifests, so no file is read again to prove it later.
+unpacking are written to manifests (an archive's before its items move, so an interrupted
+move can say what is missing), and each placed file's stamp after, so a later check can tell
+an untouched file without reading it (``vcat.fetch.integrity``).
 """
 
 from __future__ import annotations
@@ -12,16 +14,25 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vcat.archive import ExtractLimits, extract_archive
+from vcat.catalog.fields import Checksum, parse_checksum
 from vcat.catalog.schema import ArchiveKind, Source
 from vcat.failures import FailureClass, FetchFailure
 from vcat.fetch.download import DVC_ALGORITHM, Expected
+from vcat.fetch.integrity import check_placed, placed_by, record_archive_stamps
 from vcat.fetch.workspace import FileStamp, RecordState, SourceRecord, Workspace
 from vcat.hashing import hash_file
-from vcat.verify.manifest import Manifest, ManifestRecord, read_manifest, write_manifest
+from vcat.verify.manifest import (
+    CheckMode,
+    Manifest,
+    ManifestRecord,
+    TreeError,
+    list_tree,
+    write_manifest,
+)
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total)
 
@@ -55,17 +66,26 @@ def archive_target(source: Source, root: Path) -> Path:
     return root / (source.unpack_to or ".")
 
 
-def is_current(record: SourceRecord | None, source: Source, root: Path) -> bool:
-    """Whether ``record`` still describes what is on disk for this catalog version."""
+def is_current(
+    record: SourceRecord | None, source: Source, root: Path, mode: CheckMode = "changed"
+) -> bool:
+    """Whether ``record`` finished placing this catalog version and every file it placed is
+    still there, unchanged: nothing missing, added, replaced by a link, FIFO or device, or
+    with other content. ``mode`` (see ``vcat.fetch.integrity``) says whether files whose
+    stamps changed are hashed (``changed``, the default), all are (``full``), or none is
+    (``stamps``: a changed stamp is enough to say no)."""
     if record is None or record.state not in ("verified", "fetched"):
         return False
     if record.url != source.url or record.checksum != source.checksum:
         return False
-    if not record.placed or not all((root / path).exists() for path in record.placed):
+    workspace = Workspace(root)
+    if placed_by(record, source.name, workspace) is None:
+        return False  # nothing to prove the tree by: place it again
+    try:
+        report = check_placed(source, record, workspace, mode, workers=1)
+    except (TreeError, OSError):
         return False
-    if record.stamp is not None:
-        return FileStamp.of(root / record.placed[0]) == record.stamp
-    return True
+    return report is not None and report.ok
 
 
 def state_for(expected: Expected) -> RecordState:
@@ -102,8 +122,10 @@ def record_file(
     owned: list[str],
     how: str = "",
 ) -> Outcome:
-    """Record ``target`` (already at its final path) as this source's file."""
-    state = state_for(expected)
+    """Record ``target`` (already at its final path) as this source's file; ``verified`` only
+    when the catalog publishes its checksum (``expected`` may hold one the last fetch
+    recorded, see ``adoption_expected``)."""
+    state: RecordState = "verified" if parse_checksum(source.checksum) is not None else "fetched"
     relative = target.relative_to(workspace.root).as_posix()
     stamp = FileStamp.of(target)
     record = make_record(source, state, digests, target, owned, [relative], stamp)
@@ -156,6 +178,8 @@ def place_archive(
         raise Rejected(failure, archive) from None
     target = archive_target(source, workspace.root)
     target.mkdir(parents=True, exist_ok=True)
+    manifest = _write_source_manifest(workspace, source, staging, target, extracted.md5s)
+    workspace.stamps_path(source.name).unlink(missing_ok=True)  # of an older version
     placed: list[str] = []
     for name in sorted(entry.name for entry in staging.iterdir()):
         destination = target / name
@@ -179,7 +203,7 @@ def place_archive(
         os.replace(staging / name, destination)
     workspace.clear_extract(source.name)
     md5s = {target / path: md5 for path, md5 in extracted.md5s.items()}
-    manifest = _write_source_manifest(workspace, source, md5s)
+    record_archive_stamps(workspace, source.name, placed)
     state = state_for(expected)
     workspace.write_record(source.name, make_record(source, state, digests, archive, owned, placed))
     message = (
@@ -189,12 +213,16 @@ def place_archive(
     return Outcome(source.name, state, message, md5s=md5s)
 
 
-def _write_source_manifest(workspace: Workspace, source: Source, md5s: dict[Path, str]) -> Path:
-    """The manifest of what an archive placed, from the digests taken while unpacking it."""
-    records = [
-        ManifestRecord(path.relative_to(workspace.root).as_posix(), path.stat().st_size, md5)
-        for path, md5 in md5s.items()
-    ]
+def _write_source_manifest(
+    workspace: Workspace, source: Source, staging: Path, target: Path, md5s: dict[str, str]
+) -> Path:
+    """The manifest of what an archive is about to place from ``staging`` into ``target``:
+    its files with the digests taken while unpacking them, and its links."""
+    listing = list_tree(staging)
+    prefix = target.relative_to(workspace.root).as_posix()
+    prefix = "" if prefix == "." else prefix + "/"
+    records = [ManifestRecord(prefix + path, size, md5s[path]) for path, size in listing.files]
+    records += [ManifestRecord(prefix + path, 0, "", link) for path, link in listing.links.items()]
     out = workspace.manifest_path(source.name)
     write_manifest(Manifest(DVC_ALGORITHM, sorted(records)), out)
     return out
@@ -210,11 +238,9 @@ def write_tree_manifest(sources: list[Source], workspace: Workspace) -> Path | N
         if not is_current(record, source, workspace.root):
             continue
         assert record is not None
-        if record.stamp is not None:
-            md5 = record.digests[DVC_ALGORITHM]
-            records.append(ManifestRecord(record.placed[0], record.size or 0, md5))
-        else:
-            records.extend(read_manifest(workspace.manifest_path(source.name)).records)
+        placed = placed_by(record, source.name, workspace)
+        assert placed is not None  # is_current says so
+        records.extend(placed.manifest.records)
     if not records:
         return None
     out = workspace.tree_manifest_path()
@@ -223,27 +249,42 @@ def write_tree_manifest(sources: list[Source], workspace: Workspace) -> Path | N
 
 
 def _same_tree(unpacked: Path, existing: Path, md5s: dict[str, str]) -> bool:
-    """Whether ``existing`` holds exactly the files just unpacked to ``unpacked`` (a tree
-    restored by ``dvc pull``, say), compared by md5 without re-reading the unpacked side."""
+    """Whether ``existing`` holds exactly what was just unpacked to ``unpacked`` (a tree
+    restored by ``dvc pull``, say): the same files by md5 (the unpacked side is not read
+    again) and the same links; no link is followed, nothing but files is opened."""
     if unpacked.is_symlink() or existing.is_symlink():
         return False
-    if unpacked.is_file():
-        return existing.is_file() and hash_file(existing)[DVC_ALGORITHM] == md5s.get(unpacked.name)
-    if not existing.is_dir():
+    try:
+        if unpacked.is_file():
+            return existing.is_file() and hash_file(existing)[DVC_ALGORITHM] == md5s.get(
+                unpacked.name
+            )
+        if not existing.is_dir():
+            return False
+        mine, theirs = list_tree(unpacked), list_tree(existing)
+        if theirs.others or mine.links != theirs.links:
+            return False
+        if [path for path, _ in mine.files] != [path for path, _ in theirs.files]:
+            return False
+        prefix = unpacked.name + "/"
+        return all(
+            hash_file(existing / path)[DVC_ALGORITHM] == md5s[prefix + path]
+            for path, _ in theirs.files
+        )
+    except (OSError, TreeError):
         return False
-    prefix = unpacked.name + "/"
-    mine = {path for path in md5s if path.startswith(prefix)}
-    theirs = {
-        f"{prefix}{path.relative_to(existing).as_posix()}"
-        for path in existing.rglob("*")
-        if path.is_file() or path.is_symlink()
-    }
-    if mine != theirs:
-        return False
-    return all(
-        hash_file(existing / path.removeprefix(prefix))[DVC_ALGORITHM] == md5s[path]
-        for path in sorted(mine)
-    )
+
+
+def adoption_expected(expected: Expected, record: SourceRecord | None, source: Source) -> Expected:
+    """What a file already at its final path must be to be kept: ``expected``, or when the
+    catalog publishes no checksum, the md5 the last fetch of the same URL recorded, so a file
+    changed in place is fetched again instead of adopted."""
+    if expected.checksum is not None or record is None or record.url != source.url:
+        return expected
+    digest = record.digests.get(DVC_ALGORITHM)
+    if digest is None:
+        return expected
+    return replace(expected, checksum=Checksum(DVC_ALGORITHM, digest))
 
 
 def placed_message(state: str, digests: dict[str, str]) -> str:

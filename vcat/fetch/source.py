@@ -22,6 +22,7 @@ from vcat.fetch.placing import (
     Outcome,
     Progress,
     Rejected,
+    adoption_expected,
     file_target,
     is_current,
     make_record,
@@ -38,6 +39,7 @@ class FetchOptions:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     limits: ExtractLimits = field(default_factory=ExtractLimits)
     keep_archives: bool = True
+    force: bool = False  # place every source again, even one whose files are intact
     cancel: threading.Event | None = None
 
 
@@ -58,7 +60,7 @@ def fetch_source(
     Raises only ``Cancelled`` (bytes so far are kept for the next run).
     """
     previous = workspace.read_record(source.name)
-    if is_current(previous, source, workspace.root):
+    if not options.force and is_current(previous, source, workspace.root):
         assert previous is not None
         return Outcome(source.name, "up-to-date", f"{previous.state} earlier, unchanged")
     owned = previous.owned if previous is not None else []
@@ -67,22 +69,25 @@ def fetch_source(
     archive = workspace.archive_path(source.filename)
     try:
         in_place = file_target(source, workspace.root)
-        if source.archive == ArchiveKind.NONE and in_place.is_file():
-            adopted = _adopt(source, workspace, in_place, expected, owned, progress)
+        if source.archive == ArchiveKind.NONE and in_place.is_file() and not in_place.is_symlink():
+            kept = adoption_expected(expected, previous, source)
+            adopted = _adopt(source, workspace, in_place, kept, owned, progress)
             if adopted is not None:
                 return adopted
         if source.archive != ArchiveKind.NONE and _archive_verified(previous, source, archive):
             assert previous is not None
-            digests, downloaded = previous.digests, archive
+            digests, downloaded, etag = previous.digests, archive, previous.etag
         else:
             _download(source, partial, expected, transport, options, progress)
+            etag = meta.etag if (meta := partial.meta()) is not None else None
             digests = _verify(partial.path, source.filename, expected, progress)
             downloaded = partial.path
         kind = ArchiveKind(source.archive)
         if kind == ArchiveKind.AUTO:
             kind = detect_archive_kind(downloaded)
         if kind == ArchiveKind.NONE:
-            return place_file(source, workspace, downloaded, digests, expected, owned)
+            placed = place_file(source, workspace, downloaded, digests, expected, owned)
+            return _keep_etag(workspace, placed, etag)
         if downloaded != archive:
             archive.parent.mkdir(parents=True, exist_ok=True)
             os.replace(downloaded, archive)
@@ -94,9 +99,17 @@ def fetch_source(
         )
         if not options.keep_archives:
             archive.unlink()
-        return outcome
+        return _keep_etag(workspace, outcome, etag)
     except FetchFailure as failure:
         return _fail(source, workspace, failure, owned)
+
+
+def _keep_etag(workspace: Workspace, outcome: Outcome, etag: str | None) -> Outcome:
+    """Keep the server's ETag of the download in the record (`vcat catalog record` reads it)."""
+    record = workspace.read_record(outcome.source)
+    if etag and record is not None and record.etag != etag:
+        workspace.write_record(outcome.source, record.model_copy(update={"etag": etag}))
+    return outcome
 
 
 def _adopt(

@@ -6,6 +6,7 @@ renames into it are atomic, and outside it so DVC never tracks half-finished wor
     extract/<source>/              extraction in progress
     quarantine/<source>/<stamp>/   files that failed, with reason.json
     manifests/<source>.md5.manifest.tsv   what an archive placed (digests taken while unpacking)
+    manifests/<source>.stamps.tsv         each placed file's size, times and inode when proven
     <root name>.md5.manifest.tsv   every file the sources placed, for `vcat verify --manifest`
     records/<source>.json          what the last fetch of each source established
     lock                           held while a fetch runs
@@ -33,16 +34,24 @@ RecordState = Literal["verified", "fetched", "failed", "unpacking"]
 
 
 class FileStamp(BaseModel):
-    """Enough of a file's metadata to tell it was not touched since it was hashed."""
+    """Enough of a file's metadata to tell it was not touched since it was hashed (the
+    change time, which no program can set back, is missing from records of older versions)."""
 
     size: int
     mtime_ns: int
     inode: int
+    ctime_ns: int | None = None
 
     @classmethod
     def of(cls, path: Path) -> FileStamp:
-        stat = path.stat()
-        return cls(size=stat.st_size, mtime_ns=stat.st_mtime_ns, inode=stat.st_ino)
+        """The stamp of ``path`` itself: a symbolic link there is not followed."""
+        stat = os.lstat(path)
+        return cls(
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            inode=stat.st_ino,
+            ctime_ns=stat.st_ctime_ns,
+        )
 
 
 class SourceRecord(BaseModel):
@@ -84,6 +93,10 @@ class Workspace:
     def manifest_path(self, source: str) -> Path:
         """The manifest of the files an archive source placed under the root."""
         return self.area / "manifests" / f"{source}.md5.manifest.tsv"
+
+    def stamps_path(self, source: str) -> Path:
+        """The stamps of the files an archive source placed (``vcat.verify.stamps``)."""
+        return self.area / "manifests" / f"{source}.stamps.tsv"
 
     def tree_manifest_path(self) -> Path:
         """The manifest of every file the entry's sources placed under the root."""

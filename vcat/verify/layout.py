@@ -6,9 +6,11 @@ zero or more components. Matching is case-sensitive. A rule with no ``count``/``
 expects at least one match.
 
 The tree is walked once with ``os.scandir``; a folder is entered only while some rule can
-still match beneath it, so unrelated trees cost nothing. Symbolic links are followed (data
-trees are often assembled from links); a link back to an enclosing folder is reported, not
-followed.
+still match beneath it, so unrelated trees cost nothing. Symbolic links that stay inside the
+root are followed (a tree may link one part to another); a link back to an enclosing folder,
+and a link that leads out of the root, are reported as problems and not followed, so no
+check wanders through the rest of the disk. A FIFO, socket or device is a problem too, named
+and never opened.
 
 *Extras* are paths no rule accounts for. A path is accounted for when a rule matches it, when
 it is a folder on the way to a match, or when it lies inside a folder a ``type: dir`` rule
@@ -29,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from vcat.catalog.schema import ArchiveKind, DatasetEntry, LayoutRule, Source
+from vcat.hashing import kind_of
 
 #: How many extras a report lists; all of them are counted.
 EXTRAS_LISTED = 50
@@ -197,6 +200,7 @@ def check_rules(
         [_compile(spec.glob) for spec in specs], [s.type for s in specs], extras_listed
     )
     real_root = os.path.realpath(root)
+    walker.root = real_root
     start = walker.closure(frozenset((index, 0) for index in range(len(specs))))
     _, extras = walker.visit(str(root), "", start, claimed=False, ancestors=(real_root,))
     return LayoutReport(
@@ -298,6 +302,7 @@ class _Walker:
         self.errors: list[str] = []
         self.files = 0
         self.dirs = 0
+        self.root = ""  # the root's real path, set by the walk
         self._plans: dict[States, _Plan] = {}
         self._closures: dict[frozenset[State], States] = {}
 
@@ -386,25 +391,50 @@ class _Walker:
             try:
                 is_dir = child.is_dir()
                 is_file = not is_dir and child.is_file()
+                link = child.is_symlink()
+                outside = (is_dir or is_file) and link and not self._inside(child.path)
+                target = os.readlink(child.path) if outside else ""
+                special = not (is_dir or is_file or link)
+                kind = kind_of(child.stat(follow_symlinks=False).st_mode) if special else ""
             except OSError as exc:
                 self.errors.append(f"{prefix}{child.name}: cannot stat: {exc.strerror}")
                 continue
-            if is_dir:
+            if outside:
+                self.errors.append(
+                    f"{prefix}{child.name}: symbolic link to {target}, outside the tree; not "
+                    "followed (copy the data in, or give its real folder as --root)"
+                )
+                child_covered = True
+            elif is_dir:
                 child_covered = self._visit_dir(
                     child, prefix + child.name, result, claimed, ancestors, extras
                 )
-            elif is_file or not child.is_symlink():
+            elif special:
+                self.errors.append(f"{prefix}{child.name}: a {kind}, not a file; not opened")
+                child_covered = True
+            elif is_file:
                 self.files += 1
                 for rule in result.file_rules:
                     found[rule] += 1
                 child_covered = claimed or bool(result.file_rules)
                 if not child_covered:
                     extras.add(ExtraPath(prefix + child.name, "file"))
+            elif os.path.exists(child.path):
+                self.errors.append(
+                    f"{prefix}{child.name}: symbolic link to {os.readlink(child.path)}, not a "
+                    "file or folder; not followed"
+                )
+                child_covered = True
             else:
                 self.errors.append(f"{prefix}{child.name}: broken symbolic link")
                 child_covered = True
             covered = covered or child_covered
         return covered, extras
+
+    def _inside(self, path: str) -> bool:
+        """Whether the link ``path`` resolves inside the root."""
+        real = os.path.realpath(path)
+        return real == self.root or real.startswith(self.root + os.sep)
 
     def _visit_dir(
         self,

@@ -14,40 +14,45 @@ Format (UTF-8 text, one line per file, sorted by path; gzip-compressed when the 
   relative to the root, uses ``/``, and escapes ``\\`` as ``\\\\``, TAB as ``\\t``, LF as
   ``\\n``, CR as ``\\r`` and a byte that is not UTF-8 as ``\\xNN``. Any other name is written
   as it is.
+- A symbolic link is a line ``symlink TAB <target> TAB <path>``, the target escaped like a
+  path and written as the link holds it; it counts in ``files`` and adds nothing to
+  ``bytes``. A link is recorded, never followed: its target, in or out of the tree, is not
+  read. FIFOs, sockets and devices cannot be listed: building a manifest of a tree that
+  holds one fails, naming it.
 - Lines starting with ``#`` after the header are comments.
 
 Without vcat (for paths that need no escape)::
 
-    tail -n +2 M | cut -f1,3 | sed 's/\\t/  /' | (cd ROOT && md5sum -c)
+    tail -n +2 M | grep -v ^symlink | cut -f1,3 | sed 's/\\t/  /' | (cd ROOT && md5sum -c)
 
-Hashing runs in worker processes: small files go many to a task so the cost of a task is
-spread, large files one to a task, and the largest tasks are started first so no core idles
-at the end. Each worker reads with one reused 1 MiB buffer, as ``vcat.hashing`` does.
+Hashing runs in threads of this process (hashlib and reads release the GIL on 1 MiB blocks,
+so no worker process has to start and import anything): small files go many to a task so the
+cost of a task is spread, large files one to a task, and the largest tasks are started first
+so no core idles at the end. Each task reads with one reused 1 MiB buffer.
 """
 
 from __future__ import annotations
 
 import gc
 import gzip
-import hashlib
 import io
-import multiprocessing
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
-from array import array
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
-from vcat.failures import ADVICE, FailureClass, file_is_html
-from vcat.hashing import ALGORITHMS, BLOCK_SIZE
+from vcat.failures import ADVICE, FailureClass, looks_like_html
+from vcat.hashing import ALGORITHMS, NOT_READ, hash_paths, kind_of, open_regular
+from vcat.verify.paths import escape_path, unescape_path
+from vcat.verify.stamps import Stamp
 
 MAGIC = "vcat-manifest"
 VERSION = 1
@@ -61,6 +66,7 @@ STATUSES: tuple[str, ...] = (
     FailureClass.OVERSIZED,
     FailureClass.CHECKSUM_MISMATCH,
     FailureClass.HTML_INSTEAD_OF_FILE,
+    FailureClass.NOT_A_FILE,
 )
 #: What to do about a file that differs from its manifest. ``failures.ADVICE`` speaks of
 #: downloads ("run the same command again to resume"); a tree is checked after the fact.
@@ -90,6 +96,8 @@ BATCH_FILES = 256
 REPORT_BYTES = 16 << 20
 
 _HTML_NAMES = (".html", ".htm", ".xhtml")
+LINK = "symlink"  # the first field of a symbolic link's line
+_LINK_LINE = re.compile(rf"{LINK}\t([^\t]+)\t([^\t]+)\Z")
 _HEX = re.compile(r"[0-9a-fA-F]+\Z")
 #: An empty path, a leading '/', or an empty, '.' or '..' component.
 _BAD_PATH = re.compile(r"(?:^|/)\.{0,2}(?:/|\Z)")
@@ -136,7 +144,8 @@ class ManifestRecord(NamedTuple):
 
     path: str  # relative to the root, '/'-separated, unescaped
     size: int
-    digest: str  # lowercase hex
+    digest: str  # lowercase hex; empty for a link
+    link: str | None = None  # a symbolic link's target, as written; None for a file
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,7 @@ class FileResult:
     actual_size: int | None = None
     expected_digest: str | None = None
     actual_digest: str | None = None
+    detail: str | None = None  # what stands there instead: "a FIFO", "symbolic link to ..."
 
     @property
     def advice(self) -> str:
@@ -171,139 +181,123 @@ class ManifestReport:
     failures: list[FileResult] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     bytes_hashed: int = 0
+    hashed: int = 0  # files read; the others were proven by their stamps
+    changed: list[str] = field(default_factory=list)  # stamp differs, content not checked
+    proven: dict[str, Stamp] = field(default_factory=dict)  # stamps of the files found ok
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.changed
 
 
-# --- paths --------------------------------------------------------------------------------
-
-_TO_ESCAPE = re.compile("[\\\\\t\n\r\udc80-\udcff]")
-_ESCAPED = re.compile(r"\\(x[0-9a-fA-F]{2}|.?)", re.DOTALL)
-_SIMPLE_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-_SIMPLE_UNESCAPES = {value[1]: key for key, value in _SIMPLE_ESCAPES.items()}
+# --- listing ------------------------------------------------------------------------------
 
 
-def escape_path(path: str) -> str:
-    """``path`` as a manifest writes it (see the module docstring)."""
+@dataclass
+class Listing:
+    """What is under a root, read without following any symbolic link or opening anything.
 
-    def replace(match: re.Match[str]) -> str:
-        char = match.group()
-        return _SIMPLE_ESCAPES.get(char) or f"\\x{ord(char) - 0xDC00:02x}"
+    ``files``: regular files as ``(relative path, size)``, sorted; ``links``: symbolic links,
+    path -> target as written; ``others``: FIFOs, sockets and devices, path -> what it is;
+    ``stamps``: the stamp of each file, when asked for.
+    """
 
-    return _TO_ESCAPE.sub(replace, path)
+    files: list[tuple[str, int]] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)
+    others: dict[str, str] = field(default_factory=dict)
+    stamps: dict[str, Stamp] = field(default_factory=dict)
 
 
-def unescape_path(text: str) -> str:
-    """The path a manifest line names; ``ValueError`` for an unknown escape."""
-
-    def replace(match: re.Match[str]) -> str:
-        code = match.group(1)
-        if code in _SIMPLE_UNESCAPES:
-            return _SIMPLE_UNESCAPES[code]
-        if len(code) == 3:
-            byte = int(code[1:], 16)
-            return chr(byte) if byte < 0x80 else chr(0xDC00 + byte)
-        raise ValueError(f"unknown escape '\\{code}' (escapes are \\\\, \\t, \\n, \\r, \\xNN)")
-
-    return _ESCAPED.sub(replace, text)
+def list_tree(root: Path, only: Sequence[str] | None = None, with_stamps: bool = False) -> Listing:
+    """Everything under ``root`` (or under the relative paths ``only``, each a file, link or
+    folder; those that do not exist are left out). Nothing is followed: a link is listed as
+    a link, whatever it points to, so no walk leaves the tree. Raises ``TreeError`` when
+    ``root`` or a folder in it cannot be read."""
+    if not root.is_dir():
+        raise TreeError(root, [f"{root} is not a folder" if root.exists() else "no such folder"])
+    listing = Listing()
+    with _gc_paused():
+        problems = _walk(root, listing, only, with_stamps)
+    if problems:
+        raise TreeError(root, sorted(problems))
+    listing.files.sort()
+    return listing
 
 
 def walk_files(root: Path) -> list[tuple[str, int]]:
-    """Every file under ``root`` as ``(relative path, size)``, sorted by path.
+    """Every regular file under ``root`` as ``(relative path, size)``, sorted by path.
 
-    Symbolic links are followed; ``TreeError`` when a folder cannot be read, a link is
-    broken or leads back to an enclosing folder.
+    ``TreeError`` when a folder cannot be read or the tree holds a link, FIFO, socket or
+    device (see ``list_tree`` to have those listed instead).
     """
-    if not root.is_dir():
-        raise TreeError(root, [f"{root} is not a folder" if root.exists() else "no such folder"])
-    with _gc_paused():
-        files, problems = _walk(root)
-    if problems:
-        raise TreeError(root, sorted(problems))
-    files.sort()
-    return files
+    listing = list_tree(root)
+    strays = [f"{path}: a symbolic link" for path in listing.links]
+    strays += [f"{path}: a {kind}, not a file" for path, kind in listing.others.items()]
+    if strays:
+        raise TreeError(root, sorted(strays))
+    return listing.files
 
 
-def _walk(root: Path) -> tuple[list[tuple[str, int]], list[str]]:
-    files: list[tuple[str, int]] = []
+def _walk(root: Path, listing: Listing, only: Sequence[str] | None, with_stamps: bool) -> list[str]:
     problems: list[str] = []
-    pending: list[tuple[str, str, tuple[str, ...]]] = [(str(root), "", (os.path.realpath(root),))]
+    pending: list[tuple[str, str]] = []
+    if only is None:
+        pending.append((str(root), ""))
+    else:
+        for relative in only:
+            path = os.path.join(root, relative)
+            try:
+                result = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                problems.append(f"{relative}: cannot stat ({exc.strerror})")
+                continue
+            if stat.S_ISDIR(result.st_mode):
+                pending.append((path, relative + "/"))
+            else:
+                _add(listing, relative, path, result, with_stamps)
     while pending:
-        folder, prefix, ancestors = pending.pop()
+        folder, prefix = pending.pop()
         try:
             with os.scandir(folder) as iterator:
                 children = list(iterator)
         except OSError as exc:
-            problems.append(f"{prefix or '.'}: cannot read folder ({exc.strerror})")
+            problems.append(f"{prefix.rstrip('/') or '.'}: cannot read folder ({exc.strerror})")
             continue
         for child in children:
             relative = prefix + child.name
             try:
-                if child.is_dir():
-                    real = (
-                        os.path.realpath(child.path)
-                        if child.is_symlink()
-                        else f"{ancestors[-1]}/{child.name}"
-                    )
-                    if real in ancestors:
-                        problems.append(f"{relative}: symbolic link to an enclosing folder")
-                    else:
-                        pending.append((child.path, relative + "/", (*ancestors, real)))
+                if child.is_dir(follow_symlinks=False):
+                    pending.append((child.path, relative + "/"))
                 else:
-                    files.append((relative, child.stat().st_size))
+                    _add(
+                        listing,
+                        relative,
+                        child.path,
+                        child.stat(follow_symlinks=False),
+                        with_stamps,
+                    )
             except FileNotFoundError:
-                problems.append(f"{relative}: broken symbolic link")
+                pass  # removed while listed: it is not there
             except OSError as exc:
                 problems.append(f"{relative}: cannot stat ({exc.strerror})")
-    return files, problems
+    return problems
+
+
+def _add(listing: Listing, relative: str, path: str, result: os.stat_result, stamps: bool) -> None:
+    mode = result.st_mode
+    if stat.S_ISREG(mode):
+        listing.files.append((relative, result.st_size))
+        if stamps:
+            listing.stamps[relative] = Stamp.of(result)
+    elif stat.S_ISLNK(mode):
+        listing.links[relative] = os.readlink(path)
+    else:
+        listing.others[relative] = kind_of(mode)
 
 
 # --- hashing ------------------------------------------------------------------------------
-
-_worker_bytes: Any = None  # the shared byte counter, in worker processes
-
-
-def _init_worker(counter: Any) -> None:
-    global _worker_bytes
-    _worker_bytes = counter
-
-
-def _add_to_shared(count: int) -> None:
-    with _worker_bytes.get_lock():
-        _worker_bytes.value += count
-
-
-def _hash_paths(
-    root: str, paths: Sequence[str], algorithm: str, report: Callable[[int], None]
-) -> tuple[bytes, array]:
-    """The digests of ``paths`` (concatenated) and the number of bytes read from each."""
-    buffer = bytearray(BLOCK_SIZE)
-    view = memoryview(buffer)
-    digests: list[bytes] = []
-    sizes = array("q")
-    unreported = 0
-    new = getattr(hashlib, algorithm)
-    for relative in paths:
-        hasher = new()
-        size = 0
-        with open(os.path.join(root, relative), "rb", buffering=0) as stream:
-            while count := stream.readinto(buffer):
-                hasher.update(view[:count])
-                size += count
-                unreported += count
-                if unreported >= REPORT_BYTES:
-                    report(unreported)
-                    unreported = 0
-        digests.append(hasher.digest())
-        sizes.append(size)
-    report(unreported)
-    return b"".join(digests), sizes
-
-
-def _hash_in_worker(root: str, paths: Sequence[str], algorithm: str) -> tuple[bytes, array]:
-    return _hash_paths(root, paths, algorithm, _add_to_shared)
 
 
 @dataclass(frozen=True)
@@ -328,7 +322,8 @@ def _tasks(sizes: Sequence[int]) -> list[_Task]:
 
 
 class _Meter:
-    """Calls ``progress`` at most ten times a second, and once at the end."""
+    """Counts files and bytes from any thread; calls ``progress`` at most ten times a
+    second, from the thread that calls ``poll``, and once at the end."""
 
     def __init__(self, progress: ProgressCallback | None, files: int, total: int) -> None:
         self.progress = progress
@@ -337,10 +332,14 @@ class _Meter:
         self.files = 0
         self.bytes = 0
         self.last = 0.0
+        self.lock = threading.Lock()
 
-    def update(self, files: int | None = None, bytes_done: int | None = None) -> None:
-        self.files = self.files if files is None else files
-        self.bytes = self.bytes if bytes_done is None else bytes_done
+    def add(self, files: int = 0, bytes_done: int = 0) -> None:
+        with self.lock:
+            self.files += files
+            self.bytes += bytes_done
+
+    def poll(self) -> None:
         now = time.monotonic()
         if self.progress is not None and now - self.last >= 0.1:
             self.last = now
@@ -360,9 +359,11 @@ def hash_files(
 ) -> tuple[list[bytes], list[int]]:
     """Digest and bytes read of each of ``files`` (``(relative path, expected size)``), in order.
 
-    ``workers`` processes (default: every core) share the work; with one, everything runs
-    in this process. Sizes only shape the tasks and the progress; the returned sizes are
-    what was read. Raises ``OSError`` for a file that cannot be read.
+    ``workers`` threads (default: one per core) share the work; hashlib and file reads
+    release the GIL on 1 MiB blocks, so threads scale like processes without a process's
+    start-up cost. Sizes only shape the tasks and the progress; the returned sizes are what
+    was read, ``NOT_READ`` for a path that is gone or is no longer a regular file (it is not
+    opened). Raises ``OSError`` for a file that cannot be read.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unsupported algorithm {algorithm!r}; choose one of {ALGORITHMS}")
@@ -371,80 +372,44 @@ def hash_files(
     sizes = [size for _, size in files]
     meter = _Meter(progress, len(files), sum(sizes))
     meter.emit()
-    tasks = _tasks(sizes)
-    digest_size = DIGEST_SIZES[algorithm]
-    digests = bytearray(len(files) * digest_size)
+    tasks = sorted(_tasks(sizes), key=lambda t: -t.size)  # largest first: no idle core at the end
+    digests: list[bytes] = [b""] * len(files)
     read = [0] * len(files)
+    base = str(root)
 
-    def store(task: _Task, result: tuple[bytes, array]) -> None:
-        digests[task.start * digest_size : task.stop * digest_size] = result[0]
-        read[task.start : task.stop] = result[1]
+    def run(task: _Task, report: Callable[[int], None]) -> None:
+        chunk = paths[task.start : task.stop]
+        done, got = hash_paths(base, chunk, algorithm, report, REPORT_BYTES)
+        digests[task.start : task.stop] = done
+        read[task.start : task.stop] = got
+        meter.add(files=task.stop - task.start)
+
+    def count(n: int) -> None:
+        meter.add(bytes_done=n)
+
+    def count_and_show(n: int) -> None:
+        meter.add(bytes_done=n)
+        meter.poll()
 
     if workers == 1 or len(tasks) <= 1:
-        done_bytes = 0
-
-        def count(n: int) -> None:
-            nonlocal done_bytes
-            done_bytes += n
-            meter.update(bytes_done=done_bytes)
-
         for task in tasks:
-            store(task, _hash_paths(str(root), paths[task.start : task.stop], algorithm, count))
-            meter.update(files=task.stop)
+            run(task, count_and_show)
     else:
-        _hash_in_pool(root, paths, tasks, algorithm, min(workers, len(tasks)), meter, store)
+        with ThreadPoolExecutor(min(workers, len(tasks)), thread_name_prefix="hash") as pool:
+            futures = [pool.submit(run, task, count) for task in tasks]
+            try:
+                pending = set(futures)
+                while pending:
+                    _, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                    meter.poll()
+                    for future in futures:
+                        if future.done() and future.exception() is not None:
+                            raise future.exception()  # type: ignore[misc]
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     meter.emit()
-    return [bytes(digests[i : i + digest_size]) for i in range(0, len(digests), digest_size)], read
-
-
-def _hash_in_pool(
-    root: Path,
-    paths: list[str],
-    tasks: list[_Task],
-    algorithm: str,
-    workers: int,
-    meter: _Meter,
-    store: Callable[[_Task, tuple[bytes, array]], None],
-) -> None:
-    # forkserver, not fork: the caller may be running threads (a progress display).
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    counter = context.Value("q", 0)
-    pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(counter,))
-    finished = [0]  # files of finished tasks, counted by the pool's thread
-    lock = threading.Lock()
-
-    def count(files: int) -> Callable[[Future[Any]], None]:
-        def done(_: Future[Any]) -> None:
-            with lock:
-                finished[0] += files
-
-        return done
-
-    try:
-        futures: dict[Future[tuple[bytes, array]], _Task] = {}
-        for task in sorted(tasks, key=lambda t: -t.size):  # largest first
-            future = pool.submit(
-                _hash_in_worker, str(root), paths[task.start : task.stop], algorithm
-            )
-            future.add_done_callback(count(task.stop - task.start))
-            futures[future] = task
-        # Tasks finish roughly in the order they were queued, so wait for them in that order,
-        # waking at least ten times a second to report bytes read inside large files.
-        for future, task in futures.items():
-            while True:
-                try:
-                    result = future.result(timeout=0.1)
-                except FutureTimeout:
-                    result = None
-                meter.update(files=finished[0], bytes_done=counter.value)
-                if result is not None:
-                    break
-            store(task, result)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    return digests, read
 
 
 # --- writing and reading ------------------------------------------------------------------
@@ -464,16 +429,33 @@ def build_manifest(
 ) -> Manifest:
     """Hash every file under ``root`` and write the manifest to ``out`` atomically.
 
-    ``out`` must not lie inside ``root``. Raises ``TreeError`` when the tree cannot be
-    listed, ``OSError`` when a file cannot be read, and ``ManifestError`` when a file
-    changes size while it is hashed.
+    ``out`` must not lie inside ``root``. Symbolic links are recorded as links. Raises
+    ``TreeError`` when the tree cannot be listed or holds a FIFO, socket or device (named;
+    none is opened), ``OSError`` when a file cannot be read, and ``ManifestError`` when a
+    file changes while it is hashed.
     """
     if _is_inside(out, root):
         raise ManifestError(out, None, f"the manifest must not be written inside {root}")
-    files = walk_files(root)
+    listing = list_tree(root)
+    if listing.others:
+        raise TreeError(
+            root,
+            [
+                f"{path}: a {kind}, not a file; a manifest lists files and links only"
+                for path, kind in sorted(listing.others.items())
+            ],
+        )
+    files = listing.files
     digests, read = hash_files(root, files, algorithm, workers, progress)
-    records: list[ManifestRecord] = []
+    records = [ManifestRecord(path, 0, "", target) for path, target in listing.links.items()]
     for (path, size), digest, actual in zip(files, digests, read, strict=True):
+        if actual == NOT_READ:
+            raise ManifestError(
+                out,
+                None,
+                f"{path} was removed or replaced while the tree was hashed; build the manifest "
+                "when nothing is writing to the tree",
+            )
         if actual != size:
             raise ManifestError(
                 out,
@@ -482,7 +464,7 @@ def build_manifest(
                 "build the manifest when nothing is writing to the tree",
             )
         records.append(ManifestRecord(path, size, digest.hex()))
-    manifest = Manifest(algorithm, records)
+    manifest = Manifest(algorithm, sorted(records))
     write_manifest(manifest, out)
     return manifest
 
@@ -513,6 +495,8 @@ def _write_text(manifest: Manifest, stream: IO[bytes]) -> None:
     )
     text.writelines(
         f"{record.digest}\t{record.size}\t{escape_path(record.path)}\n"
+        if record.link is None
+        else f"{LINK}\t{escape_path(record.link)}\t{escape_path(record.path)}\n"
         for record in manifest.records
     )
     text.flush()
@@ -565,11 +549,20 @@ def _parse(path: Path, lines: Iterator[tuple[int, str]]) -> Manifest:
     for number, line in lines:
         last = number
         match = well_formed.match(line)
+        target = None
         if match is None:
             if not line or line.startswith("#"):
                 continue
-            raise ManifestError(path, number, _diagnose(line, algorithm, hex_length))
-        digest, size_text, escaped = match.groups()
+            match = _LINK_LINE.match(line)
+            if match is None:
+                raise ManifestError(path, number, _diagnose(line, algorithm, hex_length))
+            try:
+                target = unescape_path(match.group(1))
+            except ValueError as exc:
+                raise ManifestError(path, number, str(exc)) from None
+            digest, size_text, escaped = "", "0", match.group(2)
+        else:
+            digest, size_text, escaped = match.groups()
         try:
             relative = unescape_path(escaped) if "\\" in escaped else escaped
         except ValueError as exc:
@@ -586,7 +579,7 @@ def _parse(path: Path, lines: Iterator[tuple[int, str]]) -> Manifest:
                 path, number, f"{escaped[:200]!r} is listed twice (first on line {seen[relative]})"
             )
         seen[relative] = number
-        records.append(ManifestRecord(relative, int(size_text), digest.lower()))
+        records.append(ManifestRecord(relative, int(size_text), digest.lower(), target))
     expected = header.get("files")
     if expected is not None and expected != len(records):
         raise ManifestError(
@@ -655,6 +648,11 @@ def _is_inside(path: Path, folder: Path) -> bool:
 
 # --- checking -----------------------------------------------------------------------------
 
+#: How hard ``compare`` looks: ``full`` hashes every file of the right size; ``changed``
+#: hashes only those whose stamp differs from the one given (or that have none); ``stamps``
+#: hashes nothing and lists stamp-changed files in ``ManifestReport.changed``.
+CheckMode = Literal["full", "changed", "stamps"]
+
 
 def check_manifest(
     root: Path,
@@ -662,39 +660,82 @@ def check_manifest(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> ManifestReport:
-    """Compare the files under ``root`` with ``manifest``.
+    """Compare the files under ``root`` with ``manifest``, hashing every file of the right size.
 
-    Each listed file is ``ok``, ``missing``, ``truncated`` (smaller), ``oversized`` (larger)
-    or ``checksum_mismatch`` (same size, other content); a wrong file that starts like an
-    HTML page (and is not named ``.html``) is ``html_instead_of_file``. Files on disk the
-    manifest does not list are ``unexpected``. Only files of the right size are hashed.
+    Each listed file is ``ok``, ``missing``, ``truncated`` (smaller), ``oversized`` (larger),
+    ``checksum_mismatch`` (same size, other content) or ``not_a_file`` (a link, FIFO, socket
+    or device stands there; it is not opened); a wrong file that starts like an HTML page
+    (and is not named ``.html``) is ``html_instead_of_file``. Paths on disk the manifest
+    does not list are ``unexpected``. Links are compared by target, never followed.
     Raises ``ManifestError`` for a malformed manifest and ``TreeError`` when the tree cannot
     be listed.
     """
     parsed = read_manifest(manifest)
-    on_disk = dict(walk_files(root))
-    report = ManifestReport(root, manifest, parsed.algorithm)
+    listing = list_tree(root)
+    return compare(root, manifest, parsed, listing, workers=workers, progress=progress)
+
+
+def compare(
+    root: Path,
+    manifest: Path,
+    expected: Manifest,
+    listing: Listing,
+    *,
+    stamps: Mapping[str, Stamp] | None = None,
+    mode: CheckMode = "full",
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> ManifestReport:
+    """Check ``listing`` (of ``root``) against ``expected`` (read from ``manifest``), as
+    ``check_manifest`` does; with ``stamps`` (listing made ``with_stamps``) and a ``mode``
+    other than ``full``, a file whose stamp is unchanged is ok without being read.
+    ``ManifestReport.proven`` holds the stamps of the files found ok, to record for next time.
+    """
+    report = ManifestReport(root, manifest, expected.algorithm)
+    on_disk = dict(listing.files)
+    links = dict(listing.links)
+    others = dict(listing.others)
+    known = stamps or {}
     to_hash: list[ManifestRecord] = []
-    for record in parsed.records:
+    for record in expected.records:
+        if record.link is not None:
+            _compare_link(report, record, on_disk, links, others)
+            continue
         actual = on_disk.pop(record.path, None)
         if actual is None:
-            report.failures.append(
-                FileResult(record.path, FailureClass.MISSING, record.size, None, record.digest)
-            )
-        elif actual == record.size:
-            to_hash.append(record)
-        else:
+            report.failures.append(_absent(record, links, others))
+        elif actual != record.size:
             kind = FailureClass.TRUNCATED if actual < record.size else FailureClass.OVERSIZED
             report.failures.append(_classify(root, record, kind, actual, None))
+        elif (
+            mode != "full"
+            and record.path in known
+            and listing.stamps.get(record.path) == known[record.path]
+        ):
+            report.counts["ok"] += 1
+            report.proven[record.path] = known[record.path]
+        elif mode == "stamps":
+            report.changed.append(record.path)
+        else:
+            to_hash.append(record)
     for path, size in on_disk.items():
         report.failures.append(FileResult(path, FailureClass.UNEXPECTED, None, size))
+    for path, target in links.items():
+        report.failures.append(
+            FileResult(path, FailureClass.UNEXPECTED, detail=f"symbolic link to {target}")
+        )
+    for path, kind in others.items():
+        report.failures.append(FileResult(path, FailureClass.NOT_A_FILE, detail=f"a {kind}"))
     digests, read = hash_files(
-        root, [(r.path, r.size) for r in to_hash], parsed.algorithm, workers, progress
+        root, [(r.path, r.size) for r in to_hash], expected.algorithm, workers, progress
     )
-    report.bytes_hashed = sum(read)
+    report.hashed = len(to_hash)
+    report.bytes_hashed = sum(size for size in read if size > 0)
     for record, digest, size in zip(to_hash, digests, read, strict=True):
         hexdigest = digest.hex()
-        if size != record.size:  # changed since it was listed
+        if size == NOT_READ:  # replaced or removed since it was listed
+            report.failures.append(_absent(record, *_kinds_now(root, record.path)))
+        elif size != record.size:  # changed since it was listed
             kind = FailureClass.TRUNCATED if size < record.size else FailureClass.OVERSIZED
             report.failures.append(_classify(root, record, kind, size, hexdigest))
         elif hexdigest != record.digest:
@@ -702,10 +743,81 @@ def check_manifest(
             report.failures.append(_classify(root, record, kind, size, hexdigest))
         else:
             report.counts["ok"] += 1
+            stamp = listing.stamps.get(record.path)
+            if stamp is not None:
+                report.proven[record.path] = stamp
     report.failures.sort(key=lambda result: result.path)
     for failure in report.failures:
         report.counts[failure.failure] += 1
+    report.changed.sort()
     return report
+
+
+def _compare_link(
+    report: ManifestReport,
+    record: ManifestRecord,
+    on_disk: dict[str, int],
+    links: dict[str, str],
+    others: dict[str, str],
+) -> None:
+    expected = f"symbolic link to {record.link}"
+    target = links.pop(record.path, None)
+    if target is None:
+        if record.path in on_disk:
+            size = on_disk.pop(record.path)
+            report.failures.append(
+                FileResult(record.path, FailureClass.NOT_A_FILE, None, size, expected, "a file")
+            )
+        elif record.path in others:
+            kind = others.pop(record.path)
+            report.failures.append(
+                FileResult(record.path, FailureClass.NOT_A_FILE, None, None, expected, f"a {kind}")
+            )
+        else:
+            report.failures.append(
+                FileResult(
+                    record.path,
+                    FailureClass.MISSING,
+                    expected_digest=expected,
+                    detail=f"{expected} expected",
+                )
+            )
+    elif target != record.link:
+        report.failures.append(
+            FileResult(
+                record.path,
+                FailureClass.CHECKSUM_MISMATCH,
+                expected_digest=expected,
+                actual_digest=f"symbolic link to {target}",
+            )
+        )
+    else:
+        report.counts["ok"] += 1
+
+
+def _absent(record: ManifestRecord, links: dict[str, str], others: dict[str, str]) -> FileResult:
+    """A listed file that is not a regular file on disk: a link or special file, or nothing."""
+    if record.path in links:
+        detail = f"symbolic link to {links.pop(record.path)}"
+    elif record.path in others:
+        detail = f"a {others.pop(record.path)}"
+    else:
+        return FileResult(record.path, FailureClass.MISSING, record.size, None, record.digest)
+    return FileResult(
+        record.path, FailureClass.NOT_A_FILE, record.size, None, record.digest, detail=detail
+    )
+
+
+def _kinds_now(root: Path, relative: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``(links, others)`` holding ``relative`` as it is now, for ``_absent``."""
+    path = root / relative
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return {}, {}
+    if stat.S_ISLNK(mode):
+        return {relative: os.readlink(path)}, {}
+    return {}, {relative: kind_of(mode)}
 
 
 def _classify(
@@ -714,8 +826,9 @@ def _classify(
     """``kind``, or ``html_instead_of_file`` when the wrong file is a saved web page."""
     if not record.path.lower().endswith(_HTML_NAMES):
         try:
-            if file_is_html(root / record.path):
-                kind = FailureClass.HTML_INSTEAD_OF_FILE
+            with open(open_regular(root / record.path), "rb") as stream:
+                if looks_like_html(stream.read(1024)):
+                    kind = FailureClass.HTML_INSTEAD_OF_FILE
         except OSError:
             pass  # the size or digest already says it is wrong
     return FileResult(record.path, kind, record.size, size, record.digest, digest)

@@ -1,0 +1,284 @@
+"""`vcat verify NAME` checks the files a fetch placed, `vcat status` never calls a changed tree
+verified, and `vcat fetch` repairs what was damaged: each kind of damage is done to a real
+tree fetched from a local HTTP server, and checked through the command line."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import socket
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.http_server import MisbehavingServer, Route
+from vcat.cli import app
+
+runner = CliRunner()
+RNG = random.Random(11)
+MEMBERS = {f"scene/{i:02d}.jpg": RNG.randbytes(3000 + 17 * i) for i in range(12)}
+MEMBERS.update({f"depth/{i:02d}.h5": RNG.randbytes(5000 + i) for i in range(4)})
+LIST = RNG.randbytes(40_000)
+NOTES = b"notes that the catalog publishes no checksum for\n" * 50
+
+
+def tar_gz(files: dict[str, bytes], links: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 1_600_000_000
+            archive.addfile(info, io.BytesIO(data))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+ARCHIVE = tar_gz(MEMBERS, {"scene/latest.jpg": "11.jpg"})
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def source_yaml(name: str, url: str, filename: str, data: bytes, published: bool, **extra: str):
+    lines = [f"  - name: {name}", f"    url: {url}", f"    filename: {filename}"]
+    if published:
+        lines += [
+            f"    size: {len(data)}",
+            f"    checksum: md5:{md5(data)}",
+            '    checksum_source: {kind: published, where: "the test"}',
+        ]
+    else:
+        lines.append("    checksum: unpublished")
+    lines += [f"    {key}: {value}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def server() -> Iterator[MisbehavingServer]:
+    with MisbehavingServer() as running:
+        yield running
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: MisbehavingServer) -> Path:
+    """Entry ``scenes`` fetched into its root: an archive with a link inside, a list with a
+    published checksum and notes without one."""
+    project = tmp_path / "project"
+    (project / "catalog" / "datasets").mkdir(parents=True)
+    (project / "catalog" / "models").mkdir()
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("VCAT_SETTINGS", raising=False)
+    monkeypatch.delenv("VCAT_CATALOG", raising=False)
+    sources = (
+        source_yaml(
+            "images", server.add("/i.tar.gz", Route(ARCHIVE)), "images.tar.gz", ARCHIVE, True,
+            archive="tar.gz",
+        )
+        + source_yaml("list", server.add("/list.bin", Route(LIST)), "list.bin", LIST, True)
+        + source_yaml("notes", server.add("/notes.txt", Route(NOTES)), "notes.txt", NOTES, False)
+    )  # fmt: skip
+    (project / "catalog" / "datasets" / "scenes.yaml").write_text(
+        "title: Scenes\ndescription: Served by the test.\n"
+        "licence: {name: CC0-1.0, redistribution: allowed}\naccess: {kind: public}\n"
+        f"sources:\n{sources}"
+    )
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0, out
+    folder = project / "data" / "sources" / "scenes"
+    assert verify()[0] == 0
+    return folder
+
+
+def vcat(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "250"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def vcat_json(*args: str) -> tuple[int, dict]:
+    result = runner.invoke(app, [*args, "--json"], env={"COLUMNS": "250"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, json.loads(result.stdout)
+
+
+def verify(*extra: str) -> tuple[int, dict]:
+    return vcat_json("verify", "scenes", *extra)
+
+
+def states(*extra: str) -> dict[str, tuple[str, str]]:
+    code, document = vcat_json("status", "scenes", *extra)
+    assert code == 0, document
+    return {item["name"]: (item["state"], item["detail"]) for item in document["items"]}
+
+
+def overwrite_keeping_times(path: Path, data: bytes) -> None:
+    """Write ``data`` into ``path`` and set its times back, as a careless tool might."""
+    before = os.stat(path)
+    path.write_bytes(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def flip(data: bytes) -> bytes:
+    return bytes([data[0] ^ 0xFF]) + data[1:]
+
+
+SECRET = b"not for hashing\n"
+
+
+def outside(root: Path) -> Path:
+    """A file outside the tree that no check may read."""
+    path = root.parent.parent / "secret.txt"
+    path.write_bytes(SECRET)
+    return path
+
+
+# Each damage: what to do to the fetched tree, the path it damages, the class verify reports,
+# and the source that is no longer verified.
+Damage = Callable[[Path], None]
+CASES: dict[str, tuple[Damage, str, str, str]] = {
+    "deleted": (lambda r: (r / "scene/03.jpg").unlink(), "scene/03.jpg", "missing", "images"),
+    "same size, other bytes": (
+        lambda r: (r / "scene/04.jpg").write_bytes(flip(MEMBERS["scene/04.jpg"])),
+        "scene/04.jpg",
+        "checksum_mismatch",
+        "images",
+    ),
+    "same size, times set back": (
+        lambda r: overwrite_keeping_times(r / "depth/01.h5", flip(MEMBERS["depth/01.h5"])),
+        "depth/01.h5",
+        "checksum_mismatch",
+        "images",
+    ),
+    "truncated": (
+        lambda r: os.truncate(r / "scene/05.jpg", 100),
+        "scene/05.jpg",
+        "truncated",
+        "images",
+    ),
+    "a FIFO added": (
+        lambda r: os.mkfifo(r / "scene/pipe.jpg"),
+        "scene/pipe.jpg",
+        "not_a_file",
+        "images",
+    ),
+    "a file replaced by a link out of the tree": (
+        lambda r: ((r / "scene/06.jpg").unlink(), (r / "scene/06.jpg").symlink_to(outside(r))),
+        "scene/06.jpg",
+        "not_a_file",
+        "images",
+    ),
+    "a link out of the tree added": (
+        lambda r: (r / "depth/all").symlink_to("/", target_is_directory=True),
+        "depth/all",
+        "unexpected",
+        "images",
+    ),
+    "the archive's own link changed": (
+        lambda r: ((r / "scene/latest.jpg").unlink(), (r / "scene/latest.jpg").symlink_to("0.jpg")),
+        "scene/latest.jpg",
+        "checksum_mismatch",
+        "images",
+    ),
+    "a plain file overwritten, same size": (
+        lambda r: overwrite_keeping_times(r / "list.bin", flip(LIST)),
+        "list.bin",
+        "checksum_mismatch",
+        "list",
+    ),
+    "an unpublished file overwritten, same size": (
+        lambda r: (r / "notes.txt").write_bytes(flip(NOTES)),
+        "notes.txt",
+        "checksum_mismatch",
+        "notes",
+    ),
+    "a plain file replaced by a FIFO": (
+        lambda r: ((r / "list.bin").unlink(), os.mkfifo(r / "list.bin")),
+        "list.bin",
+        "not_a_file",
+        "list",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_damage_is_found_named_and_repaired(root: Path, case: str) -> None:
+    damage, path, failure, source = CASES[case]
+    damage(root)
+    code, report = verify()
+    assert code == 1
+    files = report["files"]
+    assert [(f["path"], f["status"]) for f in files["failures"]] == [(path, failure)]
+    assert files["counts"][failure] == 1 and not report["ok"]
+    state, detail = states()[source]
+    assert state in ("changed", "damaged") and state != "verified", (state, detail)
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0, out
+    placed = re.search(rf"^{source} +(\S+)", out, re.MULTILINE)
+    assert placed is not None and placed.group(1) in ("verified", "fetched"), out
+    code, report = verify()
+    assert code == 0, report
+    assert states()[source][0] in ("verified", "fetched")
+
+
+def test_status_compares_stamps_and_hashes_on_request(root: Path) -> None:
+    """A file only touched is 'changed' (nothing read) until a check hashes it once."""
+    os.utime(root / "scene" / "02.jpg", ns=(1, 1))
+    assert states()["images"][0] == "changed"
+    assert "scene/02.jpg" in states()["images"][1]
+    assert states("--full")["images"][0] == "verified"
+    # --full proved it and recorded its new stamp: a plain status is quiet again, and a
+    # plain verify reads nothing
+    assert states()["images"][0] == "verified"
+    code, report = verify()
+    assert code == 0 and report["files"]["hashed"] == 0
+    code, report = verify("--full")
+    assert code == 0 and report["files"]["hashed"] == len(MEMBERS) + 2
+
+
+def placed_states(out: str) -> list[str]:
+    """The state column of the table `vcat fetch` prints, in source order."""
+    return re.findall(r"^(?:images|list|notes)  +(\S+)  ", out, re.MULTILINE)
+
+
+def test_fetch_of_an_intact_tree_is_up_to_date_and_force_places_it_again(root: Path) -> None:
+    inode = os.stat(root / "scene" / "00.jpg").st_ino
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0 and placed_states(out) == ["up-to-date"] * 3, out
+    assert os.stat(root / "scene" / "00.jpg").st_ino == inode
+    code, out = vcat("fetch", "scenes", "--no-dvc", "--force")
+    assert code == 0 and placed_states(out) == ["verified", "verified", "fetched"], out
+    assert os.stat(root / "scene" / "00.jpg").st_ino != inode  # unpacked again
+    assert verify()[0] == 0
+
+
+def test_a_fifo_or_link_to_one_never_hangs_a_check(root: Path, tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    (root / "scene" / "07.jpg").unlink()
+    (root / "scene" / "07.jpg").symlink_to(pipe)
+    with socket.socket(socket.AF_UNIX) as bound:
+        bound.bind(str(root / "depth" / "sock"))
+        for args in (("verify", "scenes"), ("verify", "scenes", "--full"), ("status", "scenes")):
+            code, out = vcat(*args)
+            assert code == (0 if args[0] == "status" else 1), out
+        code, report = verify("--full")
+    assert {(f["path"], f["status"], f["detail"]) for f in report["files"]["failures"]} == {
+        ("scene/07.jpg", "not_a_file", f"symbolic link to {pipe}"),
+        ("depth/sock", "not_a_file", "a socket"),
+    }
