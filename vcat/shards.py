@@ -737,8 +737,11 @@ def unpack_shards(folder: Path, dest: Path, *, overwrite: bool = False) -> int:
                 files = files or reader.read(key)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = target.with_name(f".{target.name}.partial")
-                partial.write_bytes(files[ext])
-                os.replace(partial, target)
+                try:
+                    partial.write_bytes(files[ext])
+                    os.replace(partial, target)
+                finally:
+                    partial.unlink(missing_ok=True)  # a full disk leaves no half file
     staging.mkdir(parents=True, exist_ok=True)  # an empty index gives an empty tree
     if dest.exists():
         old = dest.with_name(f".{dest.name}.replaced")
