@@ -10,8 +10,12 @@ import json
 import os
 import random
 import re
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from tests.http_server import MisbehavingServer, Route
 from vcat.cli import app
 
 runner = CliRunner()
+VCAT = str(Path(sys.executable).with_name("vcat"))
 RNG = random.Random(11)
 MEMBERS = {f"scene/{i:02d}.jpg": RNG.randbytes(3000 + 17 * i) for i in range(12)}
 MEMBERS.update({f"depth/{i:02d}.h5": RNG.randbytes(5000 + i) for i in range(4)})
@@ -282,3 +287,57 @@ def test_a_fifo_or_link_to_one_never_hangs_a_check(root: Path, tmp_path: Path) -
         ("scene/07.jpg", "not_a_file", f"symbolic link to {pipe}"),
         ("depth/sock", "not_a_file", "a socket"),
     }
+
+
+MANY = {f"{i:04d}.jpg": random.Random(i).randbytes(2000) for i in range(1500)}
+
+
+@pytest.mark.slow
+def test_a_fetch_killed_while_placing_an_archive_leaves_a_tree_that_fails_until_repaired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: MisbehavingServer
+) -> None:
+    archive = tar_gz(MANY, {})
+    project = tmp_path / "project"
+    (project / "catalog" / "datasets").mkdir(parents=True)
+    (project / "catalog" / "models").mkdir()
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(project)
+    url = server.add("/many.tar.gz", Route(archive))
+    (project / "catalog" / "datasets" / "scenes.yaml").write_text(
+        "title: Many\ndescription: Many top-level files.\n"
+        "licence: {name: CC0-1.0, redistribution: allowed}\naccess: {kind: public}\n"
+        "sources:\n" + source_yaml("images", url, "many.tar.gz", archive, True, archive="tar.gz")
+    )
+    root = project / "data" / "sources" / "scenes"
+    process = subprocess.Popen(
+        [VCAT, "fetch", "scenes", "--no-dvc"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (root.is_dir() and len(os.listdir(root)) >= 20):
+        assert process.poll() is None, "the fetch ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    placed = len(os.listdir(root))
+    assert 20 <= placed < len(MANY)
+
+    code, report = verify()
+    assert code == 1
+    [problem] = report["files"]["problems"]
+    assert "unpacking was interrupted" in problem
+    missing = [f["path"] for f in report["files"]["failures"] if f["status"] == "missing"]
+    assert len(missing) == len(MANY) - placed
+    assert report["files"]["counts"]["ok"] == placed
+    state, detail = states()["images"]
+    assert state == "partial" and "unpacking was interrupted" in detail
+
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0, out
+    assert sorted(os.listdir(root)) == sorted(MANY)
+    code, report = verify()
+    assert code == 0 and report["files"]["counts"]["ok"] == len(MANY)
+    assert states()["images"][0] == "verified"
