@@ -619,6 +619,8 @@ def _parse_header(path: Path, line: str) -> dict[str, Any]:
 def _diagnose(line: str, algorithm: str, hex_length: int) -> str:
     """What is wrong with a line that is not ``digest TAB size TAB path``."""
     fields = line.split("\t")
+    if fields[0] == LINK:
+        return f"a link is '{LINK} TAB <target> TAB <path>', with a target and a path"
     if len(fields) != 3:
         return f"expected 3 tab-separated fields (digest, size, path), found {len(fields)}"
     digest, size_text, _ = fields
@@ -766,12 +768,16 @@ def _compare_link(
         if record.path in on_disk:
             size = on_disk.pop(record.path)
             report.failures.append(
-                FileResult(record.path, FailureClass.NOT_A_FILE, None, size, expected, "a file")
+                FileResult(
+                    record.path, FailureClass.NOT_A_FILE, None, size, expected, detail="a file"
+                )
             )
         elif record.path in others:
             kind = others.pop(record.path)
             report.failures.append(
-                FileResult(record.path, FailureClass.NOT_A_FILE, None, None, expected, f"a {kind}")
+                FileResult(
+                    record.path, FailureClass.NOT_A_FILE, None, None, expected, detail=f"a {kind}"
+                )
             )
         else:
             report.failures.append(
