@@ -34,6 +34,7 @@ from rich.progress import (
 
 from vcat.cli.common import fail, stderr, stderr_bars
 from vcat.lists.memmap import DEFAULT_WIDTH
+from vcat.regular import open_regular
 from vcat.stage import (
     MetricsOption,
     OverwriteOption,
@@ -233,7 +234,7 @@ def convert(
     The list is read in blocks of about ``block_bytes`` of text, which bounds the memory used.
     """
     count = 0
-    with list_path.open("rb") as raw, _progress() as progress:
+    with open_regular(list_path) as raw, _progress() as progress:  # a FIFO is refused
         compressed = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         text: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw

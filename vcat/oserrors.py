@@ -13,6 +13,8 @@ import io
 import os
 from types import TracebackType
 
+from vcat.regular import NotRegularFile
+
 ADVICE: dict[int, str] = {
     errno.ENOSPC: "free space on that file system, or write elsewhere, then run the command "
     "again (finished work is kept)",
@@ -70,6 +72,8 @@ def _writable_name(value: object) -> str | None:
 
 def os_error_message(error: OSError) -> str:
     """``<file>: <what the system said>; <what to do>`` for ``error`` (one line)."""
+    if isinstance(error, NotRegularFile):
+        return _printable(str(error))
     filename = error.filename
     if filename is None:
         filename = _written_file(error.__traceback__)

@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from vcat.lists.memmap import DEFAULT_WIDTH, PathList
+from vcat.regular import open_regular
 
 
 class ImageReadError(OSError):
@@ -47,13 +48,13 @@ class ImagePathDataset(Dataset[Any]):
             raise ValueError(f"{relative!r} ({self._where(index)}) is not a path inside the root")
         path = self.root / relative
         try:
-            with Image.open(path) as image:
+            with open_regular(path) as stream, Image.open(stream) as image:  # a FIFO is refused
                 rgb = image.convert("RGB")
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{path}: missing ({self._where(index)}); download the list's images into "
                 f"{self.root} or point root at where they are"
             ) from None
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise ImageReadError(f"{path}: cannot decode ({self._where(index)}): {exc}") from None
         return rgb if self.transform is None else self.transform(rgb)

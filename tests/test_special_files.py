@@ -1,0 +1,70 @@
+"""FIFOs, devices and bombs where lists and images are read outside a walked tree: refused by
+name at once, never waited on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.bad_images import jpeg, png_bomb
+from vcat.lists.dataset import ImagePathDataset, ImageReadError
+
+VCAT = str(Path(sys.executable).with_name("vcat"))
+
+
+@contextmanager
+def no_hang(seconds: int = 30) -> Iterator[None]:
+    def stop(*_: object) -> None:
+        raise TimeoutError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_flickr_memmap_refuses_a_fifo_list(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "flickr-x.tsv")
+    done = subprocess.run(
+        [VCAT, "stage", "flickr-memmap", str(tmp_path / "flickr-x.tsv"), str(tmp_path / "x.mm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: {tmp_path}/flickr-x.tsv: a FIFO (named pipe), not a regular file; put a "
+        "regular file there or remove it"
+    )
+    assert list(tmp_path.iterdir()) == [tmp_path / "flickr-x.tsv"]
+
+
+def test_the_image_dataset_names_what_it_cannot_read(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "good.jpg").write_bytes(jpeg(0))
+    os.mkfifo(root / "pipe.jpg")
+    (root / "zero.jpg").symlink_to("/dev/zero")
+    (root / "bomb.png").write_bytes(png_bomb())
+    names = ["good.jpg", "pipe.jpg", "zero.jpg", "bomb.png"]
+    np.array(names, dtype="S120").tofile(tmp_path / "list.memmap")
+    dataset = ImagePathDataset(tmp_path / "list.memmap", root)
+    assert dataset[0].size == (64, 48)
+    for index, (name, reason) in enumerate(
+        [("pipe.jpg", "a FIFO"), ("zero.jpg", "a character device"), ("bomb.png", "exceeds")],
+        start=1,
+    ):
+        with no_hang(), pytest.raises(ImageReadError, match=rf"{name}: cannot decode .*{reason}"):
+            dataset[index]
