@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from stages.flickr_images import MISSING_NAME, main
+from stages.flickr_images import MISSING_NAME, ListFormatError, main, read_rows
 from vcat.cli import app
 from vcat.demo.build import DEMO_WORLD as BUILD_DEMO_WORLD
 from vcat.failures import FailureClass, FetchFailure
@@ -25,7 +25,7 @@ from vcat.fetch.local import LocalTransport, path_of
 from vcat.fetch.small import fetch_bytes
 from vcat.localfiles import DEMO_WORLD, LOCAL_ROOTS_ENV
 from vcat.settings import SETTINGS_ENV, set_local_root
-from vcat.shards import ShardReader
+from vcat.shards import INDEX_NAME, ShardError, ShardReader, ShardWriter, unpack_shards
 
 runner = CliRunner()
 SECRET = b"AKIA-test-secret-0123456789abcdef"
@@ -367,3 +367,33 @@ def test_fetch_reads_an_allowed_root(project: Path) -> None:
     assert fetched.exit_code == 0, fetched.output
     placed = project / "data" / "sources" / "local" / "file.bin"
     assert placed.read_bytes() == b"allowed bytes"
+
+
+# --- names from data cannot write outside the output folder --------------------------------
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "../../escape.jpg",
+        "images/../../../escape.jpg",
+        "/etc/cron.d/escape.jpg",
+        "images\\..\\escape.jpg",
+        "images/esc\x01ape.jpg",
+    ],
+)
+def test_a_list_path_that_would_leave_the_output_is_refused(relative: str, tmp_path: Path) -> None:
+    listed = tmp_path / "list.tsv"
+    listed.write_text(f"1\tfile:.vcat/demo-world/img0.jpg\t{relative}\n", encoding="utf-8")
+    with pytest.raises(ListFormatError, match=r"list\.tsv:1: "):
+        read_rows(listed)
+
+
+def test_a_tampered_shard_index_cannot_unpack_outside(project: Path, tmp_path: Path) -> None:
+    with ShardWriter(tmp_path / "shards") as writer:
+        writer.add("images/a", {"jpg": jpeg(0)})
+    index = tmp_path / "shards" / INDEX_NAME
+    index.write_text(index.read_text().replace('"images/a"', '"../../escaped"'))
+    with pytest.raises(ShardError, match="relative path"):
+        unpack_shards(tmp_path / "shards", tmp_path / "tree")
+    assert not list(tmp_path.parent.rglob("escaped*"))
