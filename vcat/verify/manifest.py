@@ -321,6 +321,10 @@ def _tasks(sizes: Sequence[int]) -> list[_Task]:
     return tasks
 
 
+class _Stopped(Exception):
+    """Ends a hashing task early because another failed or the user interrupted."""
+
+
 class _Meter:
     """Counts files and bytes from any thread; calls ``progress`` at most ten times a
     second, from the thread that calls ``poll``, and once at the end."""
@@ -384,7 +388,11 @@ def hash_files(
         read[task.start : task.stop] = got
         meter.add(files=task.stop - task.start)
 
+    stop = threading.Event()  # set when one task fails or on Ctrl-C: the others end soon
+
     def count(n: int) -> None:
+        if stop.is_set():
+            raise _Stopped
         meter.add(bytes_done=n)
 
     def count_and_show(n: int) -> None:
@@ -400,12 +408,12 @@ def hash_files(
             try:
                 pending = set(futures)
                 while pending:
-                    _, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                    done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
                     meter.poll()
-                    for future in futures:
-                        if future.done() and future.exception() is not None:
-                            raise future.exception()  # type: ignore[misc]
+                    for future in done:
+                        future.result()  # raises the task's error here
             except BaseException:
+                stop.set()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     meter.emit()
