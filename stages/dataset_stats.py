@@ -12,6 +12,7 @@ than ``max_failed_fraction`` of the files failed, naming the first of them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from vcat.stats import StatsError, dataset_stats
 
 NAME = "dataset-stats"
 default_conf: dict[str, Any] = {
+    "jobs": 0,  # threads decoding images; 0: one per core
     "max_image_bytes": DEFAULT_MAX_BYTES,  # a larger image is a failure of class oversized
     "max_image_pixels": DEFAULT_MAX_PIXELS,  # more is a decompression_bomb failure
     "max_failed_fraction": 0.0,  # of the files; more fails the stage after writing metrics
@@ -53,7 +55,10 @@ def main(
     if not root.is_dir():
         raise StatsError(f"{root}: no such folder; fetch the dataset first")
     limits = ImageLimits(int(settings.max_image_bytes), int(settings.max_image_pixels))
-    metrics = dataset_stats(entry, root, limits)
+    jobs = int(settings.jobs) or os.cpu_count() or 1
+    if jobs < 0:
+        raise StageError(f"stage {NAME}: jobs must be 0 (one per core) or more")
+    metrics = dataset_stats(entry, root, limits, jobs)
     write_json(output, metrics)
     failures = metrics["failures"]
     # failed regular files are among "files"; a FIFO or an unlisted folder is not

@@ -236,3 +236,14 @@ def test_a_folder_too_deep_to_list_is_a_failure(tmp_path: Path, bad_tree: Path) 
     deep = [path for path, failure in failures.items() if path.startswith("images/ddd")]
     assert len(deep) == 1 and failures[deep[0]] == "unreadable"
     assert len(str(bad_tree / deep[0]).encode()) > 4000
+
+
+def test_the_result_does_not_depend_on_the_number_of_threads(bad_tree: Path) -> None:
+    for index in range(12):
+        (bad_tree / "images" / f"more-{index}.jpg").write_bytes(jpeg(index, (40 + index, 30)))
+    one = dataset_stats(ENTRY_WITHOUT_SUBSETS, bad_tree, jobs=1)
+    assert one == dataset_stats(ENTRY_WITHOUT_SUBSETS, bad_tree, jobs=4)
+    assert one["by_kind"]["images"] == 13 and one["failures"]["count"] == 12
+    assert json.dumps(one, sort_keys=True) == json.dumps(
+        dataset_stats(ENTRY_WITHOUT_SUBSETS, bad_tree, jobs=3), sort_keys=True
+    )

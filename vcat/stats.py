@@ -13,14 +13,15 @@ import gzip
 import io
 import os
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vcat.catalog.schema import ArchiveKind, DatasetEntry, ListFormat, Subset
-from vcat.images import ImageFailure, ImageLimits, ImageProblem, check_image_file
+from vcat.images import ImageFailure, ImageInfo, ImageLimits, ImageProblem, check_image_file
 from vcat.regular import NotRegularFile, open_regular, require_regular
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp"})
@@ -113,41 +114,62 @@ def _video_length(path: Path) -> tuple[int, float]:
     return frames, seconds
 
 
-def walk_tree(root: Path, limits: ImageLimits | None = None) -> TreeStats:
-    """Count files, bytes and kinds under ``root``; decode every image (within ``limits``)
-    and read video lengths. Regular files count in ``files`` and ``bytes``; one that fails
-    counts under the kind ``failed`` and in ``failures`` with its class, as does anything
-    that is not a regular file (symlinks are followed; a FIFO or device is never opened)."""
+def walk_tree(root: Path, limits: ImageLimits | None = None, jobs: int = 1) -> TreeStats:
+    """Count files, bytes and kinds under ``root``; decode every image (within ``limits``,
+    on ``jobs`` threads: Pillow decodes without holding the GIL) and read video lengths.
+    Regular files count in ``files`` and ``bytes``; one that fails counts under the kind
+    ``failed`` and in ``failures`` with its class, as does anything that is not a regular
+    file (symlinks are followed; a FIFO or device is never opened). The result does not
+    depend on ``jobs``."""
     stats = TreeStats()
-    for path in _files(root, stats.failures):
-        relative = path.relative_to(root).as_posix()
+    pending: deque[tuple[str, Future[ImageInfo]]] = deque()
+
+    def count(kind: str) -> None:
+        stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
+
+    def collect() -> None:
+        relative, checked = pending.popleft()
         try:
-            size = require_regular(path).st_size
-        except NotRegularFile:
-            stats.failures[relative] = ImageFailure.NOT_A_FILE
-            continue
-        except OSError:  # a dangling or looping symlink, a file that cannot be read
-            stats.failures[relative] = ImageFailure.UNREADABLE
-            continue
-        stats.files += 1
-        stats.bytes += size
-        kind = _kind(path)
-        try:
-            if kind == "images":
-                image = check_image_file(path, limits)
-                stats.widths.add(image.width)
-                stats.heights.add(image.height)
-            elif kind == "videos":
-                frames, seconds = _video_length(path)
-                stats.video_frames += frames
-                stats.video_seconds += seconds
+            image = checked.result()
         except ImageProblem as problem:
             stats.failures[relative] = problem.failure
-            kind = "failed"
-        except StatsError:
-            stats.failures[relative] = CORRUPT_VIDEO
-            kind = "failed"
-        stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
+            count("failed")
+            return
+        stats.widths.add(image.width)
+        stats.heights.add(image.height)
+        count("images")
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for path in _files(root, stats.failures):
+            relative = path.relative_to(root).as_posix()
+            try:
+                size = require_regular(path).st_size
+            except NotRegularFile:
+                stats.failures[relative] = ImageFailure.NOT_A_FILE
+                continue
+            except OSError:  # a dangling or looping symlink, a file that cannot be read
+                stats.failures[relative] = ImageFailure.UNREADABLE
+                continue
+            stats.files += 1
+            stats.bytes += size
+            kind = _kind(path)
+            if kind == "images":
+                pending.append((relative, pool.submit(check_image_file, path, limits)))
+                if len(pending) >= 4 * max(1, jobs):  # bounded memory however large the tree
+                    collect()
+                continue
+            if kind == "videos":
+                try:
+                    frames, seconds = _video_length(path)
+                except StatsError:
+                    stats.failures[relative] = CORRUPT_VIDEO
+                    kind = "failed"
+                else:
+                    stats.video_frames += frames
+                    stats.video_seconds += seconds
+            count(kind)
+        while pending:
+            collect()
     return stats
 
 
@@ -208,11 +230,11 @@ def count_list_items(path: Path, list_format: str) -> int:
 
 
 def dataset_stats(
-    entry: DatasetEntry, root: Path, limits: ImageLimits | None = None
+    entry: DatasetEntry, root: Path, limits: ImageLimits | None = None, jobs: int = 1
 ) -> dict[str, Any]:
     """The metrics of a fetched dataset: tree statistics, the files that failed (see
     :func:`walk_tree`) and, per subset, listed vs expected."""
-    tree = walk_tree(root, limits)
+    tree = walk_tree(root, limits, jobs)
     metrics: dict[str, Any] = {
         "files": tree.files,
         "bytes": tree.bytes,
