@@ -97,6 +97,8 @@ def test_the_demo_world_is_where_the_demo_builds() -> None:
         "file:.vcat%2fsettings.yaml",
         "file:./.dvc/config.local",
         "file:.vcat/demo-world/.dvc/config.local",  # a .dvc folder is never read, anywhere
+        "file:.vcat/demo-world/.DVC/config.local",  # nor on a case-insensitive disk
+        "file:.VCAT/settings.yaml",
         "file://otherhost/etc/passwd",
         "file://otherhost/.vcat/demo-world/img0.jpg",
         "file:.vcat/demo-world/img0.jpg%00.png",

@@ -77,12 +77,13 @@ def decoded_path(url: str) -> str:
 def never_read_part(relative_parts: tuple[str, ...]) -> str | None:
     """The folder of ``relative_parts`` (a path split in components) that no URL may read
     from, e.g. ``.dvc`` or ``.vcat``; None when there is none."""
-    for index, part in enumerate(relative_parts):
+    # compared without case: on a case-insensitive disk .DVC/config.local is .dvc's file
+    folded = [part.casefold() for part in relative_parts]
+    for index, part in enumerate(folded):
         if part in NEVER_READ:
-            return part
-        following = relative_parts[index + 1 : index + 2]
-        if part == ".vcat" and following != (DEMO_WORLD.name,):
-            return part
+            return relative_parts[index]
+        if part == ".vcat" and folded[index + 1 : index + 2] != [DEMO_WORLD.name]:
+            return relative_parts[index]
     return None
 
 
