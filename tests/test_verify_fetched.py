@@ -244,9 +244,12 @@ def test_damage_is_found_named_and_repaired(root: Path, case: str) -> None:
 def test_status_compares_stamps_and_hashes_on_request(root: Path) -> None:
     """A file only touched is 'changed' (nothing read) until a check hashes it once."""
     os.utime(root / "scene" / "02.jpg", ns=(1, 1))
-    assert states()["images"][0] == "changed"
-    assert "scene/02.jpg" in states()["images"][1]
+    os.utime(root / "list.bin", ns=(1, 1))
+    for source, path in (("images", "scene/02.jpg"), ("list", "list.bin")):
+        state, detail = states()[source]
+        assert state == "changed" and path in detail
     assert states("--full")["images"][0] == "verified"
+    assert states("--full")["list"][0] == "verified"
     # --full proved it and recorded its new stamp: a plain status is quiet again, and a
     # plain verify reads nothing
     assert states()["images"][0] == "verified"
