@@ -37,6 +37,7 @@ sources:
     url: https://example.org/good/images.zip
     filename: images.zip
     checksum: md5:0123456789abcdef0123456789abcdef
+    checksum_source: {kind: published, where: the download page}
     archive: zip
 """
 
@@ -1111,6 +1112,86 @@ CONTROL_CHARACTER_CASES: dict[str, Case] = {
     ),
 }
 
+MD5 = "md5:" + "0123456789abcdef" * 2
+
+PROVENANCE_CASES: dict[str, Case] = {
+    "published-without-where": one_source(
+        "nowhere",
+        "checksum_source: {kind: published}",
+        13,
+        "sources[0].checksum_source: a published checksum needs 'where'",
+    ),
+    "recorded-without-date": one_source(
+        "nodate",
+        "checksum_source: {kind: recorded, recorded_from: first trusted download}",
+        13,
+        "sources[0].checksum_source: a recorded checksum needs 'date' and 'recorded_from'",
+    ),
+    "recorded-on-no-day": one_source(
+        "badday",
+        "checksum_source: {kind: recorded, date: '2024-02-30', recorded_from: a download}",
+        13,
+        "'2024-02-30' is not a date: write YYYY-MM-DD",
+    ),
+    "recorded-date-as-yaml-date": one_source(
+        "yamldate",
+        "checksum_source: {kind: recorded, date: 2024-02-28 10:00, recorded_from: x}",
+        13,
+        "'2024-02-28 10:00' is not a date",
+    ),
+    "unknown-provenance-kind": one_source(
+        "guessed",
+        "checksum_source: {kind: guessed, where: memory}",
+        13,
+        "sources[0].checksum_source.kind: Input should be 'published' or 'recorded'",
+    ),
+}
+# one_source writes 'checksum: unpublished'; these cases need a real checksum
+for _case in PROVENANCE_CASES.values():
+    for _path, _text in list(_case.files.items()):
+        _case.files[_path] = str(_text).replace("checksum: unpublished", f"checksum: {MD5}")
+
+BAD_ENTRIES.update(PROVENANCE_CASES)
+
+
+def test_a_checksum_without_provenance_is_a_warning(root: Path) -> None:
+    """The checksum still verifies the file, so lint passes (and fetch may use the entry)
+    while it asks where the checksum comes from."""
+    text = with_sources(source("data", "data.bin")).replace("unpublished", MD5)
+    write(root, {"catalog/datasets/noprovenance.yaml": text})
+    result = invoke("catalog", "lint", str(root / "catalog"))
+    assert_clean_exit(result, 0)
+    assert_reported(
+        problem_lines(result),
+        Expected(
+            "catalog/datasets/noprovenance.yaml",
+            12,
+            "checksum of source 'data' does not say where it comes from: add 'checksum_source' "
+            "with kind 'published' and 'where', or kind 'recorded' with 'date' and "
+            "'recorded_from' (`vcat catalog record noprovenance` writes it",
+            severity="warning",
+        ),
+    )
+
+
+def test_an_unpublished_checksum_with_provenance_is_a_warning(root: Path) -> None:
+    text = with_sources(
+        source("data", "data.bin", "checksum_source: {kind: published, where: the guide}")
+    )
+    write(root, {"catalog/datasets/needless.yaml": text})
+    result = invoke("catalog", "lint", str(root / "catalog"))
+    assert_clean_exit(result, 0)
+    assert_reported(
+        problem_lines(result),
+        Expected(
+            "catalog/datasets/needless.yaml",
+            13,
+            "'checksum_source' describes a checksum, but this one is unpublished; remove it",
+            severity="warning",
+        ),
+    )
+
+
 BAD_ENTRIES.update(FILE_AND_PATH_CASES)
 BAD_ENTRIES.update(COLLISION_CASES)
 BAD_ENTRIES.update(NUMBER_CASES)
@@ -1229,10 +1310,10 @@ sources:
 
 
 def shared_url_entry(name: str, checksum: str, known_issue: bool) -> str:
-    issue = "    known_issue: the upstream guide links two files to one URL\n"
-    return SHARED_URL_ENTRY.format(
-        name=name, checksum=checksum, known_issue=issue if known_issue else ""
-    )
+    tail = "    known_issue: the upstream guide links two files to one URL\n" if known_issue else ""
+    if checksum != "unpublished":
+        tail += "    checksum_source: {kind: published, where: the guide}\n"
+    return SHARED_URL_ENTRY.format(name=name, checksum=checksum, known_issue=tail)
 
 
 def test_acknowledged_checksum_conflict_only_warns(root: Path) -> None:

@@ -39,8 +39,17 @@ def catalog_dir(tmp_path: Path) -> Path:
 def test_record_inserts_size_and_replaces_checksum(catalog_dir: Path) -> None:
     path = record_source(load_catalog([catalog_dir]), "demo-x", "first", 12, "a" * 32)
     text = path.read_text()
-    assert "    size: 12\n    checksum: md5:" + "a" * 32 + "\n" in text
+    # the line's comment stays; every other line is as it was
+    assert "    size: 12\n    checksum: md5:" + "a" * 32 + " # filled by vcat demo" in text
     assert text.startswith("# yaml-language-server")
+    old, new = ENTRY.splitlines(), text.splitlines()
+    assert [line for line in new if line not in old] == [
+        "    size: 12",
+        "    checksum: md5:" + "a" * 32 + " # filled by vcat demo build --record",
+    ]
+    assert [line for line in old if line not in new] == [
+        "    checksum: unpublished  # filled by vcat demo build --record"
+    ]
     source = load_catalog([catalog_dir]).get("demo-x").spec.sources[0]
     assert (source.size, source.checksum) == (12, "md5:" + "a" * 32)
 

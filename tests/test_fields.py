@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from vcat.catalog.fields import (
+    MAX_FILE_SIZE,
+    Amount,
+    ByteSize,
     ChecksumText,
+    FileName,
+    IsoDate,
     Reference,
     RelativePath,
     SourceUrl,
     approximate_bytes,
+    normalised_path,
     parse_checksum,
 )
 from vcat.urls import download_identity, drive_file_id
@@ -119,3 +127,92 @@ def test_drive_links_are_identified_by_file_id() -> None:
 
 def test_host_case_does_not_make_a_different_download() -> None:
     assert download_identity("HTTPS://Example.ORG/a/B.zip") == "https://example.org/a/B.zip"
+
+
+@pytest.mark.parametrize(
+    "text", ["9" * 400 + "T", "1025TiB", "1" + "0" * 16, "1" + "0" * 20 + " B"]
+)
+def test_absurd_published_sizes_are_value_errors(text: str) -> None:
+    # a float overflowed on 400 digits: every catalog command crashed on such an entry
+    with pytest.raises(ValueError, match="larger than any single file"):
+        approximate_bytes(text)
+
+
+def test_the_largest_published_size_is_exact() -> None:
+    assert approximate_bytes("1024 TiB") == MAX_FILE_SIZE
+    assert approximate_bytes("0.0000001 B") == 0
+    assert approximate_bytes("1.5" + "0" * 5000 + "1 TB") == 1_500_000_000_000
+
+
+file_name = TypeAdapter(FileName)
+whole = TypeAdapter(Amount)
+size = TypeAdapter(ByteSize)
+day = TypeAdapter(IsoDate)
+
+
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        (".", "names a folder"),
+        ("..", "must not contain '..'"),
+        ("/etc/passwd", "relative path"),
+        ("a/b", "without directories"),
+        ("a\x00b", "control character '\\x00'"),
+        ("a\nb", "control character '\\n'"),
+        ("a\x1b[31m", "control character '\\x1b'"),
+        ("a\\b", "'/' as separator"),
+        ("x" * 256, "at most 255 bytes"),
+        ("€" * 86, "258 bytes long"),
+        ("", "relative path"),
+    ],
+)
+def test_file_names_that_cannot_be_files(bad: str, fragment: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(fragment)):
+        file_name.validate_python(bad)
+
+
+@pytest.mark.parametrize("good", ["a.zip", ".hidden", "x" * 255, "é" * 127, "name with space"])
+def test_file_names_accepted(good: str) -> None:
+    assert file_name.validate_python(good) == good
+
+
+@pytest.mark.parametrize("bad", ["a/" + "b" * 256, "/".join(["d" * 250] * 5), "a/\tb"])
+def test_relative_paths_within_file_system_limits(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        relative_path.validate_python(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("12", "'12' is a string, not a whole number; write it without quotes"),
+        (True, "True is a boolean"),
+        (1.0, "1.0 is a decimal number"),
+        ([1], "is a list"),
+        (-1, "greater than or equal to 0"),
+        (2**63, "less than or equal to"),
+    ],
+)
+def test_numbers_are_numbers(value: object, fragment: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(fragment)):
+        whole.validate_python(value)
+
+
+def test_sizes_are_positive_and_at_most_one_pebibyte() -> None:
+    assert size.validate_python(MAX_FILE_SIZE) == MAX_FILE_SIZE
+    for bad in (0, MAX_FILE_SIZE + 1, "1"):
+        with pytest.raises(ValidationError):
+            size.validate_python(bad)
+
+
+@pytest.mark.parametrize("bad", ["2024-02-30", "24-02-01", "2024-2-1", "yesterday", ""])
+def test_dates(bad: str) -> None:
+    assert day.validate_python("2024-02-29") == "2024-02-29"
+    with pytest.raises(ValidationError, match="is not a date"):
+        day.validate_python(bad)
+
+
+def test_normalised_paths() -> None:
+    assert normalised_path("a/./b/") == "a/b"
+    assert normalised_path(".") == ""
+    assert normalised_path("./lists") == "lists"

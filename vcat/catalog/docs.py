@@ -246,7 +246,7 @@ def _sources_section(heading: str, sources: Sequence[Source]) -> list[str]:
             f"`{s.name}`",
             f"[{s.filename}]({s.url})",
             _size(s),
-            _checksum(s.checksum),
+            _checksum(s),
             s.archive if s.archive != "none" else "",
             f"`{s.unpack_to}`" if s.unpack_to else "",
         ]
@@ -282,10 +282,15 @@ def _size(source: Source) -> str:
     return "unknown"
 
 
-def _checksum(text: str) -> str:
-    if text == UNPUBLISHED:
+def _checksum(source: Source) -> str:
+    if source.checksum == UNPUBLISHED:
         return "unpublished (recorded at first verified download)"
-    return f"`{text}`"
+    origin = source.checksum_source
+    if origin is None:
+        return f"`{source.checksum}`"
+    if origin.kind == "published":
+        return f"`{source.checksum}` (published: {origin.where})"
+    return f"`{source.checksum}` (recorded {origin.date} from {origin.recorded_from})"
 
 
 def _count_cells(count: Count | None) -> list[str]:

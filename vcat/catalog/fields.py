@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import PurePosixPath
 from typing import Annotated, Any
@@ -141,6 +142,26 @@ ChecksumText = Annotated[
     str,
     AfterValidator(_check_checksum),
     WithJsonSchema({"type": "string", "pattern": CHECKSUM_PATTERN}),
+]
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _check_date(value: str) -> str:
+    try:
+        parsed = date.fromisoformat(value) if re.match(DATE_PATTERN, value) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValueError(f"{_shorten(value)!r} is not a date: write YYYY-MM-DD, in quotes")
+    return value
+
+
+#: A calendar day written ``"YYYY-MM-DD"`` (quoted, so that YAML keeps it text).
+IsoDate = Annotated[
+    str,
+    AfterValidator(_check_date),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
 ]
 
 _SIZE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}

@@ -12,11 +12,19 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-from vcat.catalog.fields import Reference, approximate_bytes, normalised_path, parse_checksum
+from vcat.catalog.fields import (
+    UNPUBLISHED,
+    Reference,
+    approximate_bytes,
+    normalised_path,
+    parse_checksum,
+)
 from vcat.catalog.loader import Catalog, Entry
 from vcat.catalog.schema import DatasetEntry, EntryKind, Source
 from vcat.catalog.yaml_source import Location
+from vcat.localfiles import DEMO_WORLD, LocalPathError, decoded_path
 from vcat.problems import Problem, Severity, display_path
 from vcat.urls import download_identity
 
@@ -103,6 +111,7 @@ def check_parts(entry: Entry) -> Iterator[Problem]:
             seen.setdefault(name, loc)
     for located in sources_of(entry):
         yield from check_size(entry, located)
+        yield from check_provenance(entry, located)
     yield from check_targets(entry)
     if isinstance(spec, DatasetEntry):
         yield from check_dataset_links(entry, spec)
@@ -185,6 +194,43 @@ def _need_folders(folders: dict[str, _Claim], claim: _Claim) -> None:
     parts = [part for part in claim.path.split("/") if part]
     for end in range(1, len(parts) + 1):
         folders.setdefault(_same_path_key("/".join(parts[:end])), claim)
+
+
+def in_demo_world(url: str) -> bool:
+    """Whether ``url`` names a file of the demo world, which vcat builds and publishes itself
+    (``vcat demo build --record`` records those checksums: their provenance is the build)."""
+    if not url.lower().startswith("file:"):
+        return False
+    try:
+        path = PurePosixPath(decoded_path(url))
+    except LocalPathError:
+        return False
+    return not path.is_absolute() and path.parts[: len(DEMO_WORLD.parts)] == DEMO_WORLD.parts
+
+
+def check_provenance(entry: Entry, located: LocatedSource) -> Iterator[Problem]:
+    """A checksum says where it comes from: published upstream, or recorded from a download.
+
+    A warning, not an error: the checksum still verifies the file, so fetching stays allowed.
+    """
+    source = located.source
+    if source.checksum == UNPUBLISHED:
+        if source.checksum_source is not None:
+            yield entry.problem(
+                (*located.loc, "checksum_source"),
+                "'checksum_source' describes a checksum, but this one is unpublished; remove it",
+                Severity.WARNING,
+            )
+        return
+    if source.checksum_source is None and not in_demo_world(source.url):
+        yield entry.problem(
+            (*located.loc, "checksum"),
+            f"checksum of source {source.name!r} does not say where it comes from: add "
+            "'checksum_source' with kind 'published' and 'where', or kind 'recorded' with "
+            f"'date' and 'recorded_from' (`vcat catalog record {entry.name}` writes it for a "
+            "file you fetched)",
+            Severity.WARNING,
+        )
 
 
 def check_dataset_links(entry: Entry, spec: DatasetEntry) -> Iterator[Problem]:

@@ -18,6 +18,7 @@ from vcat.catalog.fields import (
     ByteSize,
     ChecksumText,
     FileName,
+    IsoDate,
     Number,
     PartName,
     Positive,
@@ -91,6 +92,35 @@ class ArchiveKind(StrEnum):
     GZIP = "gz"
 
 
+class ChecksumOrigin(StrEnum):
+    PUBLISHED = "published"  # stated by upstream: its guide, README or release page
+    RECORDED = "recorded"  # hashed from a download someone trusted (`vcat catalog record`)
+
+
+class ChecksumSource(Strict):
+    """Where a source's checksum (and exact size) come from, so a reader can judge them."""
+
+    kind: ChecksumOrigin
+    where: str | None = Field(
+        None, description="published: the page or file that states the checksum."
+    )
+    date: IsoDate | None = Field(None, description="recorded: the day the file was hashed.")
+    recorded_from: str | None = Field(
+        None, description="recorded: what was hashed, e.g. 'first trusted download'."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.kind == ChecksumOrigin.PUBLISHED and not self.where:
+            raise ValueError("a published checksum needs 'where': the page that states it")
+        if self.kind == ChecksumOrigin.RECORDED and not (self.date and self.recorded_from):
+            raise ValueError(
+                "a recorded checksum needs 'date' and 'recorded_from' (what was hashed, "
+                "e.g. 'first trusted download')"
+            )
+        return self
+
+
 class Source(Strict):
     """One downloadable file, with what is known to verify it."""
 
@@ -103,6 +133,11 @@ class Source(Strict):
     )
     checksum: ChecksumText = Field(
         description="'md5:<hex>', 'sha256:<hex>', or 'unpublished' when upstream gives none."
+    )
+    checksum_source: ChecksumSource | None = Field(
+        None,
+        description="Where the checksum comes from; lint requires it for a checksum that is "
+        "not 'unpublished' (demo entries excepted).",
     )
     etag: str | None = Field(
         None,

@@ -16,6 +16,8 @@ from rich.table import Column, Table
 
 from vcat.cli.common import find_entry, stderr, stdout
 from vcat.cli.options import CatalogOption, JsonOption
+from vcat.controls import visible
+from vcat.display import literal, shown
 from vcat.generated import stale_files, write_folder
 from vcat.problems import Severity, display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
@@ -43,7 +45,7 @@ def _catalog_dir(given: Path | None) -> Path:
     try:
         return default_catalog_dir()
     except ProjectNotFound as exc:
-        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+        stderr.print(f"[red]error:[/red] {shown(exc)}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -75,10 +77,9 @@ def list_entries(
     table = Table(name_column, "kind", "title", "access", "redistribution", "files")
     for entry in entries:
         summary = _summary(entry)
-        table.add_row(
-            entry.name, entry.kind, entry.spec.title, summary["access"],
-            summary["redistribution"], str(len(summary["files"])),
-        )  # fmt: skip
+        cells = (entry.name, entry.kind, entry.spec.title, summary["access"],
+                 summary["redistribution"], len(summary["files"]))  # fmt: skip
+        table.add_row(*(literal(cell) for cell in cells))
     stdout.print(table)
 
 
@@ -102,7 +103,8 @@ def show(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    stdout.print(Markdown(render_entry(entry)))
+    # links shown as text and URL: a terminal hyperlink could hide where it leads
+    stdout.print(Markdown(render_entry(entry), hyperlinks=False))
 
 
 @app.command("lint")
@@ -126,7 +128,7 @@ def lint(
     catalog = load_catalog(paths or [_catalog_dir(None)])
     problems = lint_catalog(catalog)
     for problem in problems:
-        typer.echo(problem.format())
+        typer.echo(visible(problem.format()))
     errors = sum(p.severity == Severity.ERROR for p in problems)
     warnings = len(problems) - errors
     summary = f"{len(catalog.entries)} entries checked: {errors} error(s), {warnings} warning(s)"
@@ -140,13 +142,13 @@ def _write_or_check(out: Path, files: dict[str, str], check: bool, what: str) ->
         stale = stale_files(out, files)
         if stale:
             for name in stale:
-                typer.echo(f"{display_path(out / name)}: stale")
-            stderr.print(f"[red]{what} in {out} are out of date; regenerate them.[/red]")
+                typer.echo(visible(f"{display_path(out / name)}: stale"))
+            stderr.print(f"[red]{what} in {shown(out)} are out of date; regenerate them.[/red]")
             raise typer.Exit(1)
-        stderr.print(f"[green]{what} in {out} are up to date.[/green]")
+        stderr.print(f"[green]{what} in {shown(out)} are up to date.[/green]")
         return
     write_folder(out, files)
-    stderr.print(f"wrote {len(files)} files to {out}")
+    stderr.print(f"wrote {len(files)} files to {shown(out)}", highlight=False)
 
 
 @app.command("docs")
@@ -204,3 +206,50 @@ def _summary(entry: Entry) -> dict[str, Any]:
         "files": files,
         "subsets": [s.name for s in spec.subsets] if isinstance(spec, DatasetEntry) else [],
     }
+
+
+@app.command("record")
+def record(
+    name: Annotated[str, typer.Argument(help="Entry name, as in `vcat catalog list`.")],
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Only this source (repeatable; default: every source)."),
+    ] = None,
+    recorded_from: Annotated[
+        str, typer.Option("--from", help="What was hashed, written as 'recorded_from'.")
+    ] = "first trusted download",
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root", file_okay=False, help="The entry's root (default: the remembered root)."
+        ),
+    ] = None,
+    catalog_dir: CatalogOption = None,
+) -> None:
+    """Write the size, md5 and ETag that `vcat fetch` established into the entry's file.
+
+    A checksum written this way gets `checksum_source: {kind: recorded, date, recorded_from}`.
+    Comments, key order and formatting of the entry stay as they were. A checksum the entry
+    already states is never replaced by another; exits 2 (writing nothing) when a source was
+    not fetched, was fetched from another URL, or differs from it.
+    """
+    from vcat.catalog.edit import EditError
+    from vcat.catalog.record import RecordRefused, record_fetched
+    from vcat.cli.common import fail, load_entry, root_of
+    from vcat.fetch.workspace import Workspace
+
+    entry = load_entry(name, catalog_dir)
+    folder = root.resolve() if root is not None else root_of(name, "pass --root DIR")
+    try:
+        results = record_fetched(entry, Workspace(folder), source or (), None, recorded_from)
+    except (RecordRefused, EditError) as exc:
+        fail(str(exc))
+    where = shown(display_path(entry.path))
+    for result in results:
+        if not result.values:
+            stderr.print(f"{result.source}: {where} already states it", highlight=False)
+            continue
+        written = ", ".join(f"{key}" for key in result.values)
+        stderr.print(f"{result.source}: wrote {shown(written)} to {where}", highlight=False)
+    if any(result.values for result in results):
+        stderr.print("review the change with `git diff`, then commit it", highlight=False)
