@@ -63,6 +63,8 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _GZIP_MAGIC = b"\x1f\x8b"
 _BZIP2_MAGIC = re.compile(rb"BZh[1-9]")
 _XZ_MAGIC = b"\xfd7zXZ\x00"
+_NAME_MAX = 255  # bytes in one name on ext4, XFS, btrfs, APFS
+_PATH_MAX = 4000  # bytes in a member's path, leaving room for the destination's own
 _DRIVE = re.compile(r"[A-Za-z]:")
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 _SPECIAL = {
@@ -265,6 +267,13 @@ def _member_path(name: str, *, backslash_separates: bool) -> tuple[str, ...]:
     parts = tuple(part for part in text.split("/") if part not in ("", "."))
     if ".." in parts:
         raise _unsafe(f"member {name!r} climbs out of the destination with '..'")
+    sizes = [len(part.encode("utf-8", "surrogateescape")) for part in parts]
+    if sizes and (max(sizes) > _NAME_MAX or sum(sizes) + len(sizes) > _PATH_MAX):
+        shown = repr(name) if len(name) <= 80 else f"{name[:80]!r}..."
+        raise _unsafe(
+            f"member {shown} has a name longer than file systems allow ({_NAME_MAX} bytes per "
+            f"name, {_PATH_MAX} per path)"
+        )
     return parts
 
 
