@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import stat as stat_module
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
 from vcat.failures import FailureClass, FetchFailure
 from vcat.fetch.transport import BLOCK_SIZE, BytesBody, RemoteInfo
 from vcat.localfiles import policy_for
-from vcat.project import ProjectNotFound, default_catalog_dir
+from vcat.project import CATALOG_ENV, ProjectNotFound, default_catalog_dir
 
 
 def path_of(url: str, project_root: Path | None = None) -> Path:
@@ -24,11 +25,18 @@ def path_of(url: str, project_root: Path | None = None) -> Path:
     of class ``forbidden``.
     """
     if project_root is None:
-        try:
-            project_root = default_catalog_dir().resolve().parent
-        except ProjectNotFound:
-            project_root = None
+        project_root = _project_of(os.getcwd(), os.environ.get(CATALOG_ENV))
     return policy_for(project_root).resolve(url)
+
+
+@lru_cache(maxsize=8)
+def _project_of(cwd: str, catalog_env: str | None) -> Path | None:
+    """The project of the catalog in use, looked up once per working directory and
+    ``$VCAT_CATALOG`` (a list of a million images asks a million times)."""
+    try:
+        return default_catalog_dir().resolve().parent
+    except ProjectNotFound:
+        return None
 
 
 def _blocks(stream: BinaryIO) -> Iterator[bytes]:
