@@ -52,7 +52,7 @@ def _record(catalog: Catalog, reports: list[FileReport]) -> None:
         except (KeyError, RecordError) as exc:
             fail(str(exc.args[0]))
         stderr.print(
-            f"recorded {published.entry}:{published.source} in {display_path(path)}",
+            f"recorded {published.entry}:{published.source} in {escape(display_path(path))}",
             highlight=False,
         )
 
