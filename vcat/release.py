@@ -53,12 +53,15 @@ class Released:
     """One output a release pushes and the catalog entries it derives from.
 
     ``sources`` maps each entry name to the chain from the output down to the entry's data,
-    alternating paths and the stages between them.
+    alternating paths and the stages between them. ``files`` pairs the name of each file the
+    push sends (``output/...``) with where its bytes are read from: the DVC cache object, or
+    the workspace file when the cache does not hold it.
     """
 
     target: str | None
     output: str
     sources: dict[str, tuple[str, ...]]
+    files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def plan_release(project_root: Path, targets: Sequence[str]) -> list[Released]:
     try:
         with Repo(str(project_root)) as repo:
             graph = pipeline_graph(repo)
-            pushed: list[tuple[str | None, str]] = []
+            pushed: dict[tuple[str | None, str], list[tuple[str, str]]] = {}
             for target in targets or [None]:
                 try:
                     collected = repo.stage.collect_granular(target)
@@ -93,13 +96,15 @@ def plan_release(project_root: Path, targets: Sequence[str]) -> list[Released]:
                         "`dvc data status --granular` and `dvc stage list` show what is tracked"
                     ) from None
                 for info in collected:
-                    pushed.extend((target, path) for path in _pushed_paths(repo, info))
+                    for path, files in _pushed_paths(repo, info):
+                        pushed.setdefault((target, path), []).extend(files)
     except DvcException as exc:
         raise ReleaseError(f"DVC cannot read this checkout: {exc}") from None
     entries_here = _entries_on_disk(project_root)
     plan = []
-    for target, output in dict.fromkeys(pushed):
-        plan.append(Released(target, output, trace(output, graph, entries_here)))
+    for (target, output), files in pushed.items():
+        sources = trace(output, graph, entries_here)
+        plan.append(Released(target, output, sources, tuple(dict.fromkeys(files))))
     return plan
 
 
@@ -141,14 +146,59 @@ def _locked_deps(stage: Any, root: Path) -> set[str]:
     return paths
 
 
-def _pushed_paths(repo: Any, info: Any) -> list[str]:
-    """The repository-relative paths ``dvc push`` sends for one collected stage."""
+def _pushed_paths(repo: Any, info: Any) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The paths ``dvc push`` sends for one collected stage (repository-relative; an output
+    outside the repository by its absolute path), each with its files (see ``Released``)."""
     root = Path(repo.root_dir)
-    outs = [out for out in info.stage.outs if out.use_cache and out.is_in_repo]
-    if info.filter_info is None:
-        return [p for out in outs if (p := _in_repo(root, out))]
-    wanted = Path(os.path.relpath(info.filter_info, root)).as_posix()
-    return [wanted for out in outs if _overlaps(wanted, _in_repo(root, out) or "")]
+    found = []
+    for out in info.stage.outs:
+        if not out.use_cache:
+            continue
+        path = _in_repo(root, out) or str(out.fs_path)
+        if info.filter_info is None:
+            found.append((path, _cached_files(out, path, None)))
+            continue
+        wanted = Path(os.path.relpath(info.filter_info, root)).as_posix()
+        if _overlaps(wanted, path):
+            found.append((wanted, _cached_files(out, wanted, info.filter_info)))
+    return found
+
+
+def _cached_files(out: Any, path: str, filter_info: str | None) -> list[tuple[str, str]]:
+    """``(name, file to read)`` for every file of one output that a push sends."""
+    from dvc.exceptions import DvcException
+
+    try:
+        obj = out.get_obj(filter_info=filter_info)
+    except (DvcException, OSError, KeyError, ValueError):
+        obj = None  # the cache cannot tell: the workspace's files are checked instead
+    if obj is None:
+        return _workspace_files(Path(filter_info or out.fs_path), path)
+    from dvc_data.hashfile.tree import Tree
+
+    base = Path(filter_info or out.fs_path)
+    if not isinstance(obj, Tree):
+        return [(path, _object_or_workspace(out, obj.hash_info.value, base))]
+    files = []
+    for key, _, hash_info in obj:
+        name = "/".join((path, *key))
+        files.append((name, _object_or_workspace(out, hash_info.value, base.joinpath(*key))))
+    return files
+
+
+def _object_or_workspace(out: Any, oid: str | None, workspace: str | Path) -> str:
+    cached = out.cache.oid_to_path(oid) if oid else None
+    return cached if cached is not None and os.path.isfile(cached) else str(workspace)
+
+
+def _workspace_files(folder: Path, name: str) -> list[tuple[str, str]]:
+    if folder.is_file():
+        return [(name, str(folder))]
+    return [
+        (f"{name}/{file.relative_to(folder).as_posix()}", str(file))
+        for file in sorted(folder.rglob("*"))
+        if file.is_file()
+    ]
 
 
 def _overlaps(a: str, b: str) -> bool:

@@ -1,6 +1,7 @@
 """`vcat release [TARGETS...]`: push DVC-tracked data to a remote, within its licences.
 
-Exit codes: 0 pushed (or nothing to push), 1 refused by a licence or the push failed (what
+Exit codes: 0 pushed (or nothing to push), 1 refused (by a licence, an output outside the data
+folders, or an output holding a secret or a sensitive file's bytes) or the push failed (what
 was uploaded stays on the remote; the same command finishes it), 2 the command could not
 run, 130 interrupted.
 """
@@ -16,6 +17,7 @@ from rich.markup import escape
 from vcat.catalog.loader import Catalog, load_catalog
 from vcat.cli.common import fail, print_problems, stderr, stdout
 from vcat.cli.options import CatalogOption
+from vcat.leaks import find_leaks, fingerprints, path_refusal
 from vcat.project import ProjectNotFound, default_catalog_dir, find_project_root
 from vcat.release import (
     PushFailed,
@@ -90,6 +92,48 @@ def _unreachable(endpoint: str, remote: str, served: bool) -> str:
     )
 
 
+def _refuse_misplaced(plan: list[Released]) -> None:
+    """Exit 1 before any push when an output lies outside the data folders (see
+    ``vcat.leaks``), whatever the remote's audience."""
+    misplaced = [(r.output, why) for r in plan if (why := path_refusal(r.output)) is not None]
+    if misplaced:
+        stderr.print(
+            f"[red]error:[/red] {len(misplaced)} output(s) may not be released from where they "
+            "lie:",
+            highlight=False,
+        )
+        for output, why in misplaced:
+            stderr.print(escape(f"  {output}: {why}"), highlight=False)
+        stderr.print(
+            "nothing was pushed: outputs belong in data/, models/ or metrics/; move the stage's "
+            "output there (or `dvc remove` the .dvc file that tracks it)",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _refuse_leaks(plan: list[Released], root: Path) -> None:
+    """Exit 1 before any push when a file to push holds a secret or a sensitive file's bytes
+    (see ``vcat.leaks``), whatever the remote's audience."""
+    prints = fingerprints(root)
+    leaks = [leak for r in plan for leak in find_leaks(r.output, r.files, prints)]
+    if leaks:
+        stderr.print(
+            f"[red]error:[/red] {len({leak.output for leak in leaks})} output(s) hold bytes that "
+            "must never leave this machine:",
+            highlight=False,
+        )
+        for leak in leaks:
+            stderr.print(escape(f"  {leak.output}: {leak.describe()}"), highlight=False)
+        stderr.print(
+            "nothing was pushed: a list or entry made a stage read a local file it should not "
+            "have; fix the list, rebuild the output (`dvc repro`), and rotate any credential "
+            "named above if this output was ever shared",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
 def release(
     targets: Annotated[
         list[str] | None,
@@ -140,6 +184,7 @@ def release(
     _say(f"release to {name!r} ({settings.get('url')}, {audience}: {why})")
     for released in plan:
         _say(f"  {released.output}: {_origins(released, catalog)}")
+    _refuse_misplaced(plan)
     refused = refusals(plan, catalog, audience)
     if refused:
         outputs = len({refusal.released.output for refusal in refused})
@@ -159,6 +204,7 @@ def release(
     if not plan:
         _say("nothing to push: no cached DVC outputs in these targets")
         return
+    _refuse_leaks(plan, root)
     if audience == Audience.PUBLIC and not declared:
         stderr.print(
             f"[dim]declare the remote in {escape(RELEASES_FILE)} to say who may read it[/dim]"
