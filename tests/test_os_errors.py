@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import gzip
+import hashlib
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -184,3 +186,35 @@ def test_the_message_stays_one_line_whatever_the_name() -> None:
     error = OSError(36, "File name too long", "a\nb\x1b[31m")
     assert os_error_message(error).startswith("a\\nb\\x1b[31m: File name too long; ")
     assert "\n" not in os_error_message(OSError(5, "Input/output error\nmore"))
+
+
+def test_fetch_on_a_full_disk(tmp_path: Path, small_disk: SmallDisk) -> None:
+    data = random.Random(1).randbytes(1 << 20)
+    with MisbehavingServer() as server:
+        url = server.add("/big.bin", Route(data))
+        project = tmp_path / "project"
+        (project / "catalog" / "datasets").mkdir(parents=True)
+        (project / "catalog" / "models").mkdir()
+        (project / "dvc.yaml").write_text("stages: {}\n")
+        (project / "catalog" / "datasets" / "big.yaml").write_text(
+            f"""title: Big
+description: One file from a local server.
+licence: {{name: CC0-1.0, redistribution: allowed}}
+access: {{kind: public}}
+sources:
+  - name: main
+    url: {url}
+    filename: big.bin
+    size: {len(data)}
+    checksum: md5:{hashlib.md5(data).hexdigest()}
+"""
+        )
+        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+        dest = small_disk.path / "big"
+        done = small_disk.run("fetch", "big", "--dest", str(dest), "--no-dvc", cwd=project)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {small_disk.path}/.big.vcat/partial/main.part: "), last
+    assert last.split(": ", 2)[2].startswith(DISK_FULL), last
+    assert not (dest / "big.bin").exists()
