@@ -1151,6 +1151,59 @@ for _case in PROVENANCE_CASES.values():
     for _path, _text in list(_case.files.items()):
         _case.files[_path] = str(_text).replace("checksum: unpublished", f"checksum: {MD5}")
 
+STAGES = "registered: dataset-stats, flickr-images, flickr-memmap"
+STAGE_CASES: dict[str, Case] = {
+    "prepare-unknown-stage": one(
+        "catalog/datasets/later.yaml",
+        with_sources(
+            source("data", "data.bin"),
+            tail="""
+            prepare:
+              - name: crops
+                stage: croco-crops
+                description: Crops that no stage makes yet.
+            """,
+        ),
+        15,
+        f"stage 'croco-crops' is not a registered stage ({STAGES}); describe work that "
+        "no stage does yet in 'notes'",
+    ),
+    "prepare-misspelt-stage": one(
+        "catalog/datasets/typo.yaml",
+        with_sources(
+            source("data", "data.bin"),
+            tail="""
+            prepare:
+              - name: stats
+                stage: dataset-stat
+            """,
+        ),
+        15,
+        "stage 'dataset-stat' is not a registered stage (registered: dataset-stats, "
+        "flickr-images, flickr-memmap); did you mean 'dataset-stats'?",
+    ),
+    "model-produced-by-unknown-stage": one(
+        "catalog/models/trained.yaml",
+        entry(
+            """
+            title: Trained here
+            description: Made by a stage that does not exist.
+            licence:
+              name: MIT
+              redistribution: allowed
+            architecture:
+              library: timm
+              name: resnet18
+            produced_by:
+              stage: locus-train
+            """
+        ),
+        10,
+        f"stage 'locus-train' is not a registered stage ({STAGES})",
+    ),
+}
+
+BAD_ENTRIES.update(STAGE_CASES)
 BAD_ENTRIES.update(PROVENANCE_CASES)
 
 
