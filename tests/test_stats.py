@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +249,17 @@ def test_the_result_does_not_depend_on_the_number_of_threads(bad_tree: Path) -> 
     assert json.dumps(one, sort_keys=True) == json.dumps(
         dataset_stats(ENTRY_WITHOUT_SUBSETS, bad_tree, jobs=3), sort_keys=True
     )
+
+
+def test_running_out_of_file_descriptors_stops_the_walk(bad_tree: Path) -> None:
+    """EMFILE is the process's limit, not a bad file: no file is recorded as unreadable."""
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no new descriptor
+    try:
+        with pytest.raises(OSError) as raised:
+            dataset_stats(ENTRY_WITHOUT_SUBSETS, bad_tree, jobs=2)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert raised.value.errno == errno.EMFILE

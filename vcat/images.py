@@ -27,7 +27,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from vcat.failures import looks_like_html
-from vcat.regular import NotRegularFile, read_regular
+from vcat.regular import NotRegularFile, out_of_resources, read_regular
 
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -170,12 +170,14 @@ def check_image(
 def check_image_file(path: Path, limits: ImageLimits | None = None) -> ImageInfo:
     """:func:`check_image` of the file ``path`` (its suffix gives the expected format); a FIFO,
     device or socket is refused without being opened, a file is read only up to the limit.
-    Raises ImageProblem."""
+    Raises ImageProblem; an OSError when the process is out of file descriptors or memory."""
     limits = limits or ImageLimits()
     try:
         data = read_regular(path, limits.max_bytes)
     except NotRegularFile as exc:
         raise ImageProblem(ImageFailure.NOT_A_FILE, f"{exc.kind}, not a regular file") from None
     except OSError as exc:
+        if out_of_resources(exc):
+            raise
         raise ImageProblem(ImageFailure.UNREADABLE, exc.strerror or str(exc)) from None
     return check_image(data, path.suffix, limits)

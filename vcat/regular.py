@@ -24,6 +24,16 @@ _KINDS = (
 )
 
 
+#: Errors that say the process or system ran out of something, not that a file is bad: a walk
+#: that meets one stops (and says so) rather than recording file after file as unreadable.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
+
+def out_of_resources(error: OSError) -> bool:
+    """Whether ``error`` is about the process's limits rather than about the file."""
+    return error.errno in RESOURCE_ERRNOS
+
+
 class NotRegularFile(OSError):
     """A path that is not a regular file (after following symlinks); ``str()`` names it."""
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from vcat.catalog.schema import ArchiveKind, DatasetEntry, ListFormat, Subset
 from vcat.images import ImageFailure, ImageInfo, ImageLimits, ImageProblem, check_image_file
-from vcat.regular import NotRegularFile, open_regular, require_regular
+from vcat.regular import NotRegularFile, open_regular, out_of_resources, require_regular
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm"})
@@ -77,6 +77,8 @@ def _files(root: Path, failures: dict[str, str]) -> Iterator[Path]:
     recorded in ``failures`` instead of being skipped silently."""
 
     def unlisted(error: OSError) -> None:
+        if out_of_resources(error):
+            raise error
         where = Path(error.filename or root)
         failures[where.relative_to(root).as_posix()] = ImageFailure.UNREADABLE
 
@@ -147,7 +149,9 @@ def walk_tree(root: Path, limits: ImageLimits | None = None, jobs: int = 1) -> T
             except NotRegularFile:
                 stats.failures[relative] = ImageFailure.NOT_A_FILE
                 continue
-            except OSError:  # a dangling or looping symlink, a file that cannot be read
+            except OSError as error:  # a dangling or looping symlink, a file that cannot be read
+                if out_of_resources(error):
+                    raise
                 stats.failures[relative] = ImageFailure.UNREADABLE
                 continue
             stats.files += 1
