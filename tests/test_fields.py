@@ -21,6 +21,7 @@ from vcat.catalog.fields import (
     normalised_path,
     parse_checksum,
 )
+from vcat.catalog.values import unsafe_values
 from vcat.urls import download_identity, drive_file_id
 
 checksum = TypeAdapter(ChecksumText)
@@ -216,3 +217,28 @@ def test_normalised_paths() -> None:
     assert normalised_path("a/./b/") == "a/b"
     assert normalised_path(".") == ""
     assert normalised_path("./lists") == "lists"
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"title": "a\x1b[31m"}, ("title",)),
+        ({"sources": [{"name": "x"}, {"notes": "ring\x07"}]}, ("sources", 1, "notes")),
+        ({"params": {"k\x9bey": 1}}, ("params", "k\x9bey")),
+        ({"note": "over\rwrite"}, ("note",)),
+        ({"note": "\u202eexe.txt"}, ("note",)),
+        ({"note": "line\u2028break"}, ("note",)),
+        ({"value": float("inf")}, ("value",)),
+        ({"value": float("nan")}, ("value",)),
+    ],
+)
+def test_unsafe_values_are_found_where_they_are(value: dict, where: tuple) -> None:
+    [(loc, _)] = list(unsafe_values(value))
+    assert loc == where
+
+
+@pytest.mark.parametrize(
+    "value", ["lines\nand\ttabs", "[red]markup[/red]", "\\u001b spelt out", "NaN in prose", 1e308]
+)
+def test_safe_values(value: object) -> None:
+    assert list(unsafe_values({"text": value, "list": [value]})) == []

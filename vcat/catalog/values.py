@@ -15,12 +15,37 @@ from collections.abc import Iterator
 from typing import Any
 
 from vcat.catalog.yaml_source import Location
-from vcat.controls import unsafe_character
+from vcat.controls import UNSAFE_CHARACTERS, unsafe_character
 
 
 def unsafe_values(data: Any, loc: Location = ()) -> Iterator[tuple[Location, str]]:
     """``(location, message)`` for every key or value of a parsed entry that holds a control
     character, and every number that is not finite (``.inf``, ``.nan``)."""
+    if _all_safe(data):  # the common case, checked without building locations
+        return
+    yield from _located(data, loc)
+
+
+def _all_safe(data: Any) -> bool:
+    pending = [data]
+    search = UNSAFE_CHARACTERS.search
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if search(value):
+                return False
+        elif isinstance(value, dict):
+            if any(search(str(key)) for key in value):
+                return False
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            return False
+    return True
+
+
+def _located(data: Any, loc: Location) -> Iterator[tuple[Location, str]]:
     if isinstance(data, str):
         yield from _text(data, loc, "text")
     elif isinstance(data, float) and not math.isfinite(data):
@@ -28,10 +53,10 @@ def unsafe_values(data: Any, loc: Location = ()) -> Iterator[tuple[Location, str
     elif isinstance(data, dict):
         for key, value in data.items():
             yield from _text(str(key), (*loc, key), "key")
-            yield from unsafe_values(value, (*loc, key))
+            yield from _located(value, (*loc, key))
     elif isinstance(data, list):
         for i, item in enumerate(data):
-            yield from unsafe_values(item, (*loc, i))
+            yield from _located(item, (*loc, i))
 
 
 def _text(text: str, loc: Location, what: str) -> Iterator[tuple[Location, str]]:
