@@ -407,10 +407,8 @@ def test_dvc_refusing_to_track_is_an_error_that_keeps_the_data(
     subprocess.run(
         [str(Path(sys.executable).with_name("dvc")), "init", "-q"], cwd=project, check=True
     )
-    # a stage already claims the folder, so `dvc add` must refuse it
-    (project / "dvc.yaml").write_text(
-        "stages:\n  make:\n    cmd: echo made\n    outs: [data/sources/flickr]\n"
-    )
+    # the folder is excluded from DVC, so `dvc add` must refuse it
+    (project / ".dvcignore").write_text("/data/sources/flickr\n")
     code, out = vcat("fetch", "flickr")
     assert code == 1
     assert "the data is in place but DVC did not track it" in out
