@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vcat.cli import app
-from vcat.compare import MISSING, compare
+from vcat.compare import MISSING, abbreviate_keys, abbreviate_middle, compare
 
 DVC_YAML = """\
 stages:
@@ -139,7 +139,7 @@ def test_plot_is_a_png_with_a_panel_per_metric(inside: Path, tmp_path: Path) -> 
     target = tmp_path / "plots" / "compare.png"
     result = runner.invoke(app, ["compare", "HEAD~2", "HEAD~1", "HEAD", "--plot", str(target)])
     assert result.exit_code == 0, result.output
-    assert "(3 panels)" in result.output
+    assert "(2 panels; 1 unchanged metric(s) left out)" in result.output  # epochs stays 3
     assert "read better as a plot" not in result.output
     from PIL import Image
 
@@ -156,3 +156,151 @@ def test_same_commit_twice_and_workspace_columns(inside: Path) -> None:
     assert lr.values == (0.35, 0.35, 0.5)
     assert lr.deltas == (0.0, 0.0, 0.15)
     assert [r.short for r in comparison.revisions][2] == "workspace"
+
+
+# A wide project: one metrics file with long keys that share their start and their end, as
+# per-class metrics do; committed twice, with a few values changed the second time.
+CLASSES = [f"category_{name}" for name in ("person", "persons", "bicycle", "car", "carpet")]
+STATS = ("precision_at_10", "recall_at_10", "average_precision")
+
+
+def eval_metrics(version: int) -> dict[str, dict[str, dict[str, float]]]:
+    return {
+        "per_class": {
+            name: {
+                stat: round(0.5 + index / 100 + (0.05 if version and index % 4 == 0 else 0), 6)
+                for index, stat in enumerate(STATS, start=classes * len(STATS))
+            }
+            for classes, name in enumerate(CLASSES)
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("wide")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "ci@example.org")
+    git(repo, "config", "user.name", "CI")
+    dvc(repo, "init", "-q")
+    (repo / "dvc.yaml").write_text("metrics:\n  - metrics/evaluation_of_the_model.json\n")
+    (repo / "params.yaml").write_text("train:\n  lr: 0.1\n")
+    (repo / "metrics").mkdir()
+    for version in (0, 1):
+        target = repo / "metrics" / "evaluation_of_the_model.json"
+        target.write_text(json.dumps(eval_metrics(version)))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"evaluation {version}")
+    return repo
+
+
+def table_keys(output: str) -> list[str]:
+    """The key column of the metrics table: the first cell of every row that has values."""
+    keys = []
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) > 1 and cells[1] and cells[0] not in ("key", ""):
+            keys.append(cells[0].removeprefix("* "))
+    return keys
+
+
+def test_at_80_columns_keys_are_shortened_in_the_middle_and_stay_distinct(
+    wide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(wide)
+    revisions = ["HEAD~1", "HEAD", "workspace"]
+    result = runner.invoke(app, ["compare", *revisions, "--no-params"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80  # the legend wraps too
+    keys = table_keys(result.stdout)
+    assert len(keys) == len(CLASSES) * len(STATS)
+    assert len(set(keys)) == len(keys)  # no two rows look the same
+    assert all("…" in key for key in keys)
+    full = [f"per_class.{name}.{stat}" for name in CLASSES for stat in STATS]
+    for short, key in zip(keys, full, strict=True):
+        head, tail = short.split("…")
+        assert key.startswith(head) and key.endswith(tail)
+    for value in ("0.55 (+0.05)", "0.59 (+0.05)", "0.63 (+0.05)", "0.51"):
+        assert value in result.stdout  # values are never shortened
+
+
+def test_through_a_pipe_keys_and_lines_are_whole(
+    wide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(wide)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = runner.invoke(app, ["compare", "HEAD~1", "HEAD", "--no-params"])
+    assert result.exit_code == 0, result.output
+    keys = table_keys(result.stdout)
+    assert keys == [f"per_class.{name}.{stat}" for name in CLASSES for stat in STATS]
+    assert "…" not in result.stdout
+    assert "metrics/evaluation_of_the_model.json" in result.stdout
+
+
+def test_changed_only_keeps_the_rows_that_differ(
+    wide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(wide)
+    result = runner.invoke(app, ["compare", "HEAD~1", "HEAD", "--changed-only"])
+    assert result.exit_code == 0, result.output
+    keys = table_keys(result.stdout)
+    changed = [
+        f"per_class.{name}.{stat}"
+        for classes, name in enumerate(CLASSES)
+        for index, stat in enumerate(STATS, start=classes * len(STATS))
+        if index % 4 == 0
+    ]
+    assert keys == changed
+    assert "no params changed" in result.stdout
+    document = json.loads(
+        runner.invoke(app, ["compare", "HEAD~1", "HEAD", "--changed-only", "--json"]).stdout
+    )
+    assert [row["key"] for row in document["metrics"]] == changed
+    assert all(row["changed"] for row in document["metrics"])
+    assert document["params"] == []
+
+
+def test_plot_draws_only_what_changed_and_says_when_nothing_did(
+    wide: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(wide)
+    target = tmp_path / "changed.png"
+    result = runner.invoke(app, ["compare", "HEAD~1", "HEAD", "--plot", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "(4 panels; 11 unchanged metric(s) left out)" in result.stderr
+    assert target.is_file()
+    same = tmp_path / "same.png"
+    result = runner.invoke(app, ["compare", "HEAD", "HEAD", "--plot", str(same)])
+    assert result.exit_code == 0, result.output
+    assert "none of the 15 numeric metric(s) changed between these revisions" in result.stderr
+    assert f"{same} not written" in result.stderr
+    assert not same.exists() and list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize(
+    ("keys", "width"),
+    [
+        (["a.b.c.precision", "a.b.c.recall"], 8),
+        ([f"per_class.class_{i:02d}.ap" for i in range(40)], 10),
+        (["metrics.x.final", "metrics.y.final", "metrics.final"], 6),
+        (["short", "a.much.longer.key.that.needs.cutting"], 12),
+        (["same_start_and_end_1_end", "same_start_and_end_2_end"], 1),
+    ],
+)
+def test_abbreviated_keys_never_look_alike(keys: list[str], width: int) -> None:
+    shown = abbreviate_keys(keys, width)
+    assert set(shown) == set(keys)
+    assert len(set(shown.values())) == len(keys)
+    for key, short in shown.items():
+        assert short == key or short not in keys  # never another key written out
+        if short != key:
+            head, tail = short.split("…")
+            assert key.startswith(head) and key.endswith(tail)
+        assert len(short) <= max(width, len(short))
+
+
+def test_abbreviate_middle_keeps_the_end() -> None:
+    assert abbreviate_middle("per_class.person.precision", 14) == "per_…precision"
+    assert abbreviate_middle("short", 14) == "short"
+    assert abbreviate_middle("abc", 1) == "…"
+    assert len(abbreviate_middle("x" * 100, 20)) == 20

@@ -5,7 +5,8 @@ metrics file DVC knows (``metrics:`` in ``dvc.yaml``) and every params file (``p
 and the params files stages name) at each revision, and flattens nested values into dotted
 keys. ``workspace`` stands for the uncommitted working tree. A revision git cannot resolve is
 a :class:`RevisionNotFound`; a file that cannot be read at some revision is a :class:`Notice`
-and its values are absent there. :func:`plot_metrics` draws one small panel per numeric metric.
+and its values are absent there. :func:`plot_metrics` draws one small panel per numeric
+metric that changed.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import math
 import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 COMPARE_FORMAT = "vcat.compare/1"
 WORKSPACE = "workspace"
 SHORT_SHA = 7
+ELLIPSIS = "…"
 
 Kind = Literal["metric", "param"]
 
@@ -42,6 +44,10 @@ class CompareError(Exception):
 
 class RevisionNotFound(CompareError):
     """A revision that git cannot resolve."""
+
+
+class NothingChanged(CompareError):
+    """No numeric metric changed between the revisions: there is nothing to plot."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,7 @@ def compare(
 
 def _resolve(repo: Any, revs: Sequence[str]) -> list[Revision]:
     from dvc.scm import NoSCM, RevError, resolve_rev
+    from scmrepo.exceptions import SCMError
 
     commits = [rev for rev in revs if rev != WORKSPACE]
     if commits and isinstance(repo.scm, NoSCM):
@@ -180,6 +187,8 @@ def _resolve(repo: Any, revs: Sequence[str]) -> list[Revision]:
                 f"unknown revision {rev!r}: git knows no commit, tag or branch of that name "
                 "(`git log --oneline` lists commits)"
             ) from None
+        except SCMError as exc:  # the repository went away or git cannot read it
+            raise CompareError(f"git cannot read {repo.root_dir}: {exc}") from None
         revisions.append(Revision(rev, sha, _ref_names(Path(repo.scm.root_dir), sha)))
     return revisions
 
@@ -317,30 +326,102 @@ def format_delta(delta: int | float) -> str:
     return f"{delta:+.4g}" if isinstance(delta, float) else f"{delta:+d}"
 
 
+def only_changed(comparison: Comparison) -> Comparison:
+    """``comparison`` with only the rows whose value differs between revisions."""
+    return replace(
+        comparison,
+        metrics=[row for row in comparison.metrics if row.changed],
+        params=[row for row in comparison.params if row.changed],
+    )
+
+
+def abbreviate_middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters by replacing its middle with ``…``; the end, which
+    names the value, keeps the larger part."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    head = (width - 1) // 3
+    return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head) :]
+
+
+def abbreviate_keys(keys: Sequence[str], width: int) -> dict[str, str]:
+    """Each of ``keys`` abbreviated in the middle to ``width`` characters or, where that would
+    make two keys look the same, to the least width at which every one is told apart."""
+    distinct = list(dict.fromkeys(keys))
+    longest = max((len(key) for key in distinct), default=0)
+    for size in range(max(width, 1), longest + 1):
+        shown = {key: abbreviate_middle(key, size) for key in distinct}
+        # an abbreviation equal to another key written out would mislead as well
+        if len(set(shown.values())) == len(distinct) and not any(
+            short != key and short in shown for key, short in shown.items()
+        ):
+            return shown
+    return {key: key for key in distinct}
+
+
+#: Plot layout in inches: one panel per metric on a fixed grid. A layout engine
+#: (``constrained``, ``tight``) and automatic title placement measure every text of every
+#: panel and draw the figure twice; bench/compare_plot.py measures the difference.
+PANEL_WIDTH, PANEL_HEIGHT = 3.2, 2.4
+PANEL_LEFT, PANEL_RIGHT, PANEL_TOP, PANEL_BOTTOM = 0.55, 0.15, 0.5, 0.3
+LABEL_BAND = 0.75  # below the lowest panel of each column: the revisions' names
+TITLE_CHARACTERS = 46
+
+
 def plot_metrics(comparison: Comparison, path: Path) -> int:
-    """A PNG at ``path`` with one small panel per numeric metric across the revisions;
-    returns the number of panels. Written to a temporary name, then renamed."""
+    """A PNG at ``path`` with one small panel per numeric metric that changed across the
+    revisions; returns the number of panels. Written to a temporary name, then renamed.
+    :class:`CompareError` when no numeric metric changed (nothing is written then)."""
+    rows = [row for row in comparison.metrics if row.numeric and row.changed]
+    if not rows:
+        numeric = sum(row.numeric for row in comparison.metrics)
+        if not numeric:
+            raise CompareError("no numeric metric at these revisions: nothing to plot")
+        raise NothingChanged(
+            f"none of the {numeric} numeric metric(s) changed between these revisions: "
+            "nothing to plot"
+        )
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rows = [row for row in comparison.metrics if row.numeric]
-    if not rows:
-        raise CompareError("no numeric metric at these revisions: nothing to plot")
     columns = min(4, len(rows))
     lines = math.ceil(len(rows) / columns)
-    figure = Figure(figsize=(3.2 * columns, 2.4 * lines + 0.4), layout="constrained")
+    width, height = PANEL_WIDTH * columns, PANEL_HEIGHT * lines + LABEL_BAND
+    figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
     labels = [revision.label.replace(" ", "\n", 1) for revision in comparison.revisions]
     positions = list(range(len(labels)))
     several_files = len({row.file for row in rows}) > 1
+    titles = abbreviate_keys([row.key for row in rows], TITLE_CHARACTERS)
+    files = abbreviate_keys([row.file for row in rows], TITLE_CHARACTERS)
     for index, row in enumerate(rows):
-        axes = figure.add_subplot(lines, columns, index + 1)
+        line, column = divmod(index, columns)
+        left = column * PANEL_WIDTH + PANEL_LEFT
+        bottom = LABEL_BAND + (lines - 1 - line) * PANEL_HEIGHT + PANEL_BOTTOM
+        axes = figure.add_axes(
+            (
+                left / width,
+                bottom / height,
+                (PANEL_WIDTH - PANEL_LEFT - PANEL_RIGHT) / width,
+                (PANEL_HEIGHT - PANEL_BOTTOM - PANEL_TOP) / height,
+            )
+        )
         points = [(x, v) for x, v in zip(positions, row.values, strict=True) if _is_number(v)]
         axes.plot([x for x, _ in points], [v for _, v in points], marker="o")
-        axes.set_xticks(positions, labels, rotation=30, fontsize=7)
         axes.set_xlim(-0.5, len(labels) - 0.5)
+        lowest = index + columns >= len(rows)  # no panel below: the revisions are named here
+        if lowest:
+            axes.set_xticks(positions, labels, rotation=30, fontsize=7)
+        else:
+            axes.set_xticks([])  # each tick costs; the revisions are named below the column
         axes.tick_params(axis="y", labelsize=7)
-        axes.set_title(f"{row.file}\n{row.key}" if several_files else row.key, fontsize=8)
+        title = titles[row.key]
+        # a title placed by hand: matplotlib otherwise measures every panel to place it
+        text = f"{files[row.file]}\n{title}" if several_files else title
+        axes.set_title(text, fontsize=8, y=1.0, pad=4)
+        axes.locator_params(axis="y", nbins=4)
         axes.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")

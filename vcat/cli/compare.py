@@ -21,14 +21,19 @@ from vcat.compare import (
     WORKSPACE,
     CompareError,
     Comparison,
+    NothingChanged,
     Row,
+    abbreviate_keys,
     format_delta,
     format_value,
+    only_changed,
     plot_metrics,
 )
 from vcat.problems import display_path
 
 PLOT_HINT_REVISIONS = 3
+#: Keys are abbreviated in the middle to fit the terminal, never below this many characters.
+KEY_MIN_WIDTH = 16
 
 
 def compare(
@@ -48,12 +53,20 @@ def compare(
     params: Annotated[
         bool, typer.Option("--params/--no-params", help="Show the params (params.yaml).")
     ] = True,
+    changed_only: Annotated[
+        bool,
+        typer.Option(
+            "--changed-only",
+            help="Only the rows whose value differs between the revisions (also with --json).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     plot: Annotated[
         Path | None,
         typer.Option(
             "--plot",
-            help="Also write a PNG with one panel per numeric metric across the revisions.",
+            help="Also write a PNG with one panel per numeric metric that changed across the "
+            "revisions.",
             dir_okay=False,
         ),
     ] = None,
@@ -70,23 +83,36 @@ def compare(
     for notice in comparison.notices:
         stderr.print(f"[yellow]notice:[/yellow] {escape(notice.format())}", highlight=False)
     if plot is not None:
-        try:
-            panels = plot_metrics(comparison, plot)
-        except CompareError as exc:
-            fail(str(exc))
-        stderr.print(f"wrote {escape(display_path(plot.resolve()))} ({panels} panels)")
+        _plot(comparison, plot)
     elif len(chosen) >= PLOT_HINT_REVISIONS and not as_json:
         stderr.print(
             f"[dim]hint: {len(chosen)} revisions read better as a plot: add --plot compare.png"
             "[/dim]"
         )
+    shown = only_changed(comparison) if changed_only else comparison
     if as_json:
-        stdout.print_json(json.dumps(comparison.to_json()))
+        stdout.print_json(json.dumps(shown.to_json()))
         return
-    _print_tables(comparison, metrics, params)
+    _print_tables(shown, metrics, params, changed_only)
 
 
-def _print_tables(comparison: Comparison, metrics: bool, params: bool) -> None:
+def _plot(comparison: Comparison, target: Path) -> None:
+    try:
+        panels = plot_metrics(comparison, target)
+    except NothingChanged as exc:
+        stderr.print(f"{escape(str(exc))}; {escape(str(target))} not written", highlight=False)
+        return
+    except CompareError as exc:
+        fail(str(exc))
+    unchanged = sum(row.numeric and not row.changed for row in comparison.metrics)
+    left_out = f"; {unchanged} unchanged metric(s) left out" if unchanged else ""
+    stderr.print(
+        f"wrote {escape(display_path(target.resolve()))} ({panels} panels{left_out})",
+        highlight=False,
+    )
+
+
+def _print_tables(comparison: Comparison, metrics: bool, params: bool, changed_only: bool) -> None:
     headers = [
         f"{escape(r.spec)}\n[dim]{escape(r.label)}[/dim]" if r.spec != r.short else escape(r.label)
         for r in comparison.revisions
@@ -95,35 +121,68 @@ def _print_tables(comparison: Comparison, metrics: bool, params: bool) -> None:
     shown += [("params", comparison.params)] if params else []
     for title, rows in shown:
         if not rows:
-            stdout.print(f"[dim]no {title} at these revisions[/dim]")
+            what = "changed" if changed_only else "at these revisions"
+            stdout.print(f"[dim]no {title} {what}[/dim]")
             continue
+        names = abbreviate_keys(
+            [row.key for row in rows] + [row.file for row in rows], _key_width(comparison, rows)
+        )
         table = Table("key", *headers, title=title, title_justify="left")
         current_file = None
         for row in rows:
             if row.file != current_file:
                 if current_file is not None:
                     table.add_section()
-                table.add_row(f"[bold cyan]{escape(row.file)}[/bold cyan]")
+                table.add_row(f"[bold cyan]{escape(names[row.file])}[/bold cyan]")
                 current_file = row.file
-            table.add_row(*_cells(row))
+            table.add_row(*_cells(row, names[row.key]))
         stdout.print(table)
     if any(row.changed for _, rows in shown for row in rows):
         stdout.print(
             "[dim]* changed between revisions; yellow: differs from the first revision, "
-            "(+x) its difference; - absent[/dim]"
+            "(+x) its difference; - absent[/dim]",
+            soft_wrap=False,  # wrapped at the terminal's width; whole through a pipe
         )
 
 
-def _cells(row: Row) -> list[str]:
-    key = f"[yellow]* {escape(row.key)}[/yellow]" if row.changed else f"  {escape(row.key)}"
-    cells = [key]
+def _key_width(comparison: Comparison, rows: list[Row]) -> int:
+    """The characters a key may take so that the table fits the console's width: what the
+    value columns (and the borders) leave, less the change mark."""
+    columns = len(comparison.revisions)
+    values = [
+        max(
+            [len(_value_texts(row)[column]) for row in rows]
+            + [len(line) for line in _header_lines(comparison, column)]
+        )
+        for column in range(columns)
+    ]
+    borders = 1 + 3 * (columns + 1)
+    return max(KEY_MIN_WIDTH, stdout.width - borders - sum(values) - 2)
+
+
+def _header_lines(comparison: Comparison, column: int) -> list[str]:
+    revision = comparison.revisions[column]
+    return [revision.spec, revision.label] if revision.spec != revision.short else [revision.label]
+
+
+def _value_texts(row: Row) -> list[str]:
+    """Each revision's value as the table shows it, with its difference where it differs."""
+    texts = []
     for column, (value, delta) in enumerate(zip(row.values, row.deltas, strict=True)):
-        text = escape(format_value(value))
+        text = format_value(value)
+        if value is not MISSING and column > 0 and row.differs(column) and delta is not None:
+            text += f" ({format_delta(delta)})"
+        texts.append(text)
+    return texts
+
+
+def _cells(row: Row, key: str) -> list[str]:
+    cells = [f"[yellow]* {escape(key)}[/yellow]" if row.changed else f"  {escape(key)}"]
+    for column, (value, text) in enumerate(zip(row.values, _value_texts(row), strict=True)):
         if value is MISSING:
-            text = f"[dim]{text}[/dim]"
+            cells.append(f"[dim]{escape(text)}[/dim]")
         elif column > 0 and row.differs(column):
-            if delta is not None:
-                text += f" ({format_delta(delta)})"
-            text = f"[yellow]{text}[/yellow]"
-        cells.append(text)
+            cells.append(f"[yellow]{escape(text)}[/yellow]")
+        else:
+            cells.append(escape(text))
     return cells
