@@ -33,6 +33,7 @@ from rich.progress import (
 )
 
 from vcat.cli.common import fail, stderr, stderr_bars
+from vcat.display import shown
 from vcat.lists.memmap import DEFAULT_WIDTH
 from vcat.regular import open_regular
 from vcat.stage import (
@@ -283,7 +284,7 @@ def main(
     if width < 1 or column < 0:
         raise StageError(f"stage {NAME}: width must be >= 1 and column >= 0")
     if not overwrite and is_current(list_path, output, width):
-        stderr.print(f"{output} is up to date with {list_path}", highlight=False)
+        stderr.print(f"{shown(output)} is up to date with {shown(list_path)}", highlight=False)
     else:
         _convert_into(list_path, output, column, width)
     if metrics is not None:
@@ -304,7 +305,8 @@ def _convert_into(list_path: Path, output: Path, column: int, width: int) -> Non
         partial.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     stderr.print(
-        f"{output}: {count:,} paths of {width} bytes from {list_path} in {seconds:.1f} s",
+        f"{shown(output)}: {count:,} paths of {width} bytes from {shown(list_path)} "
+        f"in {seconds:.1f} s",
         highlight=False,
     )
 

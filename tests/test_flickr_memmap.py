@@ -314,3 +314,17 @@ def test_vcat_stage_runs_flickr_memmap(tmp_path: Path, monkeypatch: pytest.Monke
     assert result.exit_code == 2
     assert f"{bad}:2: 2 tab-separated fields" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_paths_that_look_like_markup_are_printed_as_they_are(tmp_path: Path) -> None:
+    folder = tmp_path / "runs [bold] [" / "["  # paths then hold '[/' like a closing tag
+    folder.mkdir(parents=True)
+    source = write_list(folder / "red].tsv.gz", [flickr_line(i) for i in range(3)])
+    output = folder / "x].memmap"
+    for _ in range(2):  # converted, then up to date
+        result = CliRunner().invoke(app, ["stage", "flickr-memmap", str(source), str(output)])
+        assert result.exit_code == 0, result.output
+        printed = "".join(result.output.split())
+        assert "[/x].memmap" in printed and "[/red].tsv.gz" in printed
+        assert "runs[bold][" in printed
+    assert output.stat().st_size == 3 * 120
