@@ -325,3 +325,13 @@ def test_a_real_terminal_gets_styles_but_never_data_escapes() -> None:
     plain = io.StringIO()
     Console(file=plain, width=200).print(literal("[bold]x[/bold]\x1b"))
     assert plain.getvalue() == "[bold]x[/bold]\\x1b\n"
+
+
+def test_a_value_left_unescaped_in_markup_is_printed_not_raised() -> None:
+    sink = io.StringIO()
+    console = SafeConsole(file=sink, width=200)
+    console.print("[red]error:[/red] /data/[/x].jpg is \x1b[31mred", highlight=False)
+    console.print("[red]error:[/red] fine", highlight=False)
+    lines = sink.getvalue().splitlines()
+    assert lines[0] == "[red]error:[/red] /data/[/x].jpg is \\x1b[31mred"
+    assert lines[1] == "error: fine"

@@ -2,8 +2,9 @@
 
 Two things can go wrong: Rich reads ``[red]`` or ``[/bold]`` in the text as markup (or
 fails on a closing tag with no opening one), and the terminal acts on control characters.
-``SafeConsole`` makes control characters visible in everything it prints; ``shown`` escapes
-markup in a value before it is put into a markup string.
+``SafeConsole`` makes control characters visible in everything it prints, and prints a string
+whose markup is broken as plain text; ``shown`` escapes markup in a value before it is put
+into a markup string, which is still needed for a value that holds well-formed tags.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.markup import escape
 from rich.text import Text
 
@@ -35,4 +37,10 @@ class SafeConsole(Console):
     """
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
-        return super().render_str(visible(text), **kwargs)
+        shown_text = visible(text)
+        try:
+            return super().render_str(shown_text, **kwargs)
+        except MarkupError:
+            # a value put into markup unescaped ("[/x]" in a path): print it as it is
+            # rather than end the command on a message about the message
+            return Text(shown_text)
