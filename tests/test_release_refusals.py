@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vcat.cli import app
-from vcat.leaks import Fingerprints, find_leaks, path_refusal
+from vcat.leaks import Fingerprints, find_leaks, fingerprints, path_refusal
 from vcat.shards import ShardWriter
 
 BIN = Path(sys.executable).parent
@@ -204,3 +204,34 @@ def test_a_secret_split_across_read_chunks_is_found(tmp_path: Path) -> None:
     prints = Fingerprints({SECRET.encode(): "the test secret"}, {})
     [leak] = find_leaks("data/big", [("data/big/big.bin", str(path))], prints)
     assert leak.what == "the test secret"
+
+
+def test_the_users_aws_credentials_are_secrets_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text(
+        "[default]\naws_access_key_id = AKIAHOMEKEY000\naws_secret_access_key = home-secret-99\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    project = tmp_path / "project"
+    project.mkdir()
+    data = tmp_path / "a.txt"
+    data.write_bytes(b"prefix home-secret-99 suffix")
+    prints = fingerprints(project)
+    [leak] = find_leaks("data/a", [("data/a/a.txt", str(data))], prints)
+    assert leak.what == f"the aws_secret_access_key of {home / '.aws' / 'credentials'}"
+
+
+def test_a_shard_member_that_is_etc_passwd_is_found(tmp_path: Path) -> None:
+    passwd = Path("/etc/passwd").read_bytes()
+    with ShardWriter(tmp_path / "shards") as writer:
+        writer.add("img/ok", {"jpg": b"an image" * 10})
+        writer.add("img/bad", {"jpg": passwd})
+    prints = fingerprints(tmp_path)
+    files = [(f"data/s/{p.name}", str(p)) for p in sorted((tmp_path / "shards").glob("*.tar"))]
+    leaks = find_leaks("data/s", files, prints)
+    assert [leak.describe() for leak in leaks] == [
+        "data/s/shard-000000.tar:img/bad.jpg holds the bytes of /etc/passwd"
+    ]

@@ -7,10 +7,10 @@ second line of defence, run by ``vcat release`` before anything is pushed:
 - an output whose path is outside ``data/``, ``models/`` and ``metrics/`` (or inside a
   ``.dvc``, ``.git`` or ``.vcat`` folder anywhere) is refused by its path;
 - every file the push would send is read once and refused when it holds a secret value
-  (the credentials in ``.dvc/config.local`` and ``.dvc/config``, and the AWS variables of the
-  environment), or when it, or a member of a tar (a shard), is byte for byte one of the
-  sensitive files: DVC's and git's config, vcat's settings, and the usual credential files
-  of this machine (``~/.aws/credentials``, ``~/.netrc``, ``/etc/passwd``, ...).
+  (the credentials in ``.dvc/config.local``, ``.dvc/config`` and ``~/.aws/credentials``, and
+  the AWS variables of the environment), or when it, or a member of a tar (a shard), is byte
+  for byte one of the sensitive files: DVC's and git's config, vcat's settings, and the usual
+  credential files of this machine (``~/.aws/credentials``, ``~/.netrc``, ``/etc/passwd``, ...).
 
 Secrets are never printed: a finding names the output, the file (and tar member) and where
 the secret or the file comes from.
@@ -109,12 +109,15 @@ class Leak:
 def fingerprints(project_root: Path) -> Fingerprints:
     """The secrets and sensitive files of this checkout and machine."""
     secrets: dict[bytes, str] = {}
-    for config in (project_root / ".dvc" / "config.local", project_root / ".dvc" / "config"):
+    configs = (
+        project_root / ".dvc" / "config.local",
+        project_root / ".dvc" / "config",
+        Path(os.path.expanduser("~/.aws/credentials")),
+    )
+    for config in configs:
         for key, value in _config_values(config):
             if _SECRET_KEY.search(key) and len(value) >= _MIN_SECRET:
-                secrets.setdefault(
-                    value.encode(), f"the {key} of {config.relative_to(project_root)}"
-                )
+                secrets.setdefault(value.encode(), f"the {key} of {_shown(config, project_root)}")
     for name in _SECRET_ENV:
         value = os.environ.get(name, "")
         if len(value) >= _MIN_SECRET:
