@@ -138,11 +138,16 @@ def _signature(list_path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
 def _prepare_folder(output: Path, signature: dict[str, Any], overwrite: bool) -> None:
     """Empty ``output`` unless it holds shards made from the same list and limits."""
     run_file = output / RUN_NAME
-    same = run_file.is_file() and json.loads(run_file.read_text()) == signature
+    try:
+        same = json.loads(run_file.read_text(encoding="utf-8")) == signature
+    except (FileNotFoundError, ValueError):  # none, or cut short by a kill: start afresh
+        same = False
     if overwrite or not same:
         shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(signature, sort_keys=True) + "\n")
+    partial = output / f".{RUN_NAME}.partial"
+    partial.write_text(json.dumps(signature, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, run_file)
 
 
 def _recorded_missing(output: Path) -> dict[int, str]:
@@ -151,9 +156,10 @@ def _recorded_missing(output: Path) -> dict[int, str]:
     if not path.is_file():
         return {}
     records = {}
-    for text in path.read_text(encoding="utf-8").splitlines()[1:]:
-        line, _, _ = text.partition("\t")
-        records[int(line)] = text
+    for text in path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
+        fields = text.split("\t")
+        if len(fields) == 5 and fields[0].isdigit():  # else cut by a kill: that image is retried
+            records[int(fields[0])] = text
     return records
 
 

@@ -261,3 +261,21 @@ def test_a_list_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
         "regular file there or remove it"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_files_cut_short_by_a_kill_do_not_stop_the_next_run(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    server.routes[f"/{relative(3)}"].behaviour = "forbidden"
+    listed = write_list(tmp_path / "flickr-x.tsv.gz", server)
+    clean = main(conf(max_missing_fraction=0.5), listed, tmp_path / "clean")
+
+    output = main(conf(max_missing_fraction=0.5), listed, tmp_path / "out")
+    with (output / MISSING_NAME).open("a", encoding="utf-8") as log:
+        log.write("10\t50")  # a record cut by a kill: line 10 was never recorded missing
+    main(conf(max_missing_fraction=0.5), listed, output)
+    assert digests(output) == digests(clean)
+
+    (output / ".run.json").write_text('{"list_md5": "0f')  # cut while it was written
+    main(conf(max_missing_fraction=0.5), listed, output)
+    assert digests(output) == digests(clean)
