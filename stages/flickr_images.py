@@ -146,8 +146,11 @@ def _prepare_folder(output: Path, signature: dict[str, Any], overwrite: bool) ->
         shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
     partial = output / f".{RUN_NAME}.partial"
-    partial.write_text(json.dumps(signature, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(partial, run_file)
+    try:
+        partial.write_text(json.dumps(signature, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(partial, run_file)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _recorded_missing(output: Path) -> dict[int, str]:
@@ -303,8 +306,12 @@ class _MissingLog:
         self.path = path
         self.count = len(kept)
         partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(self.HEADER + "".join(f"{text}\n" for text in kept), encoding="utf-8")
-        os.replace(partial, path)
+        try:
+            text = self.HEADER + "".join(f"{record}\n" for record in kept)
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)  # a full disk leaves no half-written file
         self._stream = path.open("a", encoding="utf-8")
 
     def add(self, row: Row, failure: FetchFailure | ImageProblem) -> None:

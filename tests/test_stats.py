@@ -7,8 +7,11 @@ import gzip
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -62,6 +65,22 @@ ENTRY = DatasetEntry.model_validate(
 )
 
 ENTRY_WITHOUT_SUBSETS = ENTRY.model_copy(update={"subsets": []})
+
+
+@contextmanager
+def no_hang(seconds: int = 60) -> Iterator[None]:
+    """Turn a walk that never ends into a failure of the test."""
+
+    def stop(*_: object) -> None:
+        raise TimeoutError(f"still walking after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def write_video(path: Path, frames: int) -> None:
@@ -263,3 +282,24 @@ def test_running_out_of_file_descriptors_stops_the_walk(bad_tree: Path) -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert raised.value.errno == errno.EMFILE
+
+
+def test_links_to_folders_are_followed_and_loops_are_failures(
+    tmp_path: Path, bad_tree: Path
+) -> None:
+    for name in [*broken_images(), "pipe.jpg", "zero.jpg"]:
+        (bad_tree / "images" / name).unlink()
+    outside = tmp_path / "nas"
+    outside.mkdir()
+    (outside / "far.jpg").write_bytes(jpeg(3, (50, 30)))
+    (bad_tree / "images" / "mounted").symlink_to(outside)
+    (bad_tree / "images" / "again").symlink_to(bad_tree / "images")
+    (outside / "back").symlink_to(outside)
+    with no_hang():
+        metrics = dataset_stats(ENTRY_WITHOUT_SUBSETS, bad_tree)
+    assert metrics["by_kind"] == {"images": 2, "lists": 1}
+    assert metrics["image_width"]["max"] == 50
+    assert metrics["failures"]["files"] == {
+        "images/again": "symlink_loop",
+        "images/mounted/back": "symlink_loop",
+    }

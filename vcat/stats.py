@@ -31,6 +31,7 @@ ARRAY_SUFFIXES = frozenset({".npz", ".npy"})
 MEMMAP_WIDTH = 120
 LISTED_FAILURES = 100  # failed files named in the metrics; the rest are only counted
 CORRUPT_VIDEO = "corrupt_video"
+SYMLINK_LOOP = "symlink_loop"
 
 
 @dataclass
@@ -73,8 +74,9 @@ class StatsError(Exception):
 
 
 def _files(root: Path, failures: dict[str, str]) -> Iterator[Path]:
-    """Every non-folder under ``root`` in sorted order; a folder that cannot be listed is
-    recorded in ``failures`` instead of being skipped silently."""
+    """Every non-folder under ``root`` in sorted order, following links to folders as a
+    loader would; a folder that cannot be listed, or a link back to a folder that contains
+    it (a loop), is recorded in ``failures`` instead of being skipped silently."""
 
     def unlisted(error: OSError) -> None:
         if out_of_resources(error):
@@ -82,10 +84,24 @@ def _files(root: Path, failures: dict[str, str]) -> Iterator[Path]:
         where = Path(error.filename or root)
         failures[where.relative_to(root).as_posix()] = ImageFailure.UNREADABLE
 
-    for folder, dirs, names in os.walk(root, onerror=unlisted):
+    identities: dict[Path, tuple[int, int]] = {}  # each folder walked: its (device, inode)
+    for folder, dirs, names in os.walk(root, onerror=unlisted, followlinks=True):
+        here = Path(folder)
+        try:
+            info = os.stat(here)
+        except OSError as error:  # removed while the walk ran
+            unlisted(error)
+            dirs.clear()
+            continue
+        identity = (info.st_dev, info.st_ino)
+        if here != root and identity in {identities.get(up) for up in here.parents}:
+            failures[here.relative_to(root).as_posix()] = SYMLINK_LOOP
+            dirs.clear()
+            continue
+        identities[here] = identity
         dirs.sort()
         for name in sorted(names):
-            yield Path(folder) / name
+            yield here / name
 
 
 def _kind(path: Path) -> str:
