@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -67,7 +68,10 @@ def test_files_that_are_not_regular_are_refused_unopened(tmp_path: Path) -> None
     (tmp_path / "zero.jpg").symlink_to("/dev/zero")  # reading it would never end
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere")
     (tmp_path / "folder.jpg").mkdir()
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(tmp_path / "socket.jpg"))
     for name, expected in [
+        ("socket.jpg", "not_a_regular_file"),
         ("pipe.jpg", "not_a_regular_file"),
         ("zero.jpg", "not_a_regular_file"),
         ("folder.jpg", "not_a_regular_file"),
@@ -76,6 +80,7 @@ def test_files_that_are_not_regular_are_refused_unopened(tmp_path: Path) -> None
         with pytest.raises(ImageProblem) as raised:
             check_image_file(tmp_path / name)
         assert raised.value.failure == expected, name
+    listening.close()
 
 
 def test_a_file_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
