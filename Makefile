@@ -1,32 +1,49 @@
 # Two entry points: `make demo` runs the main job, `make test` runs the checks.
-# Each creates .venv on first use and reinstalls when pyproject.toml changes.
+# Each creates .venv on first use and reinstalls when pyproject.toml changes; every phase
+# prints a line with the seconds since make started, and pip lists each package it fetches.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 export PATH := $(BIN):$(PATH)
+
+START := $(shell date +%s)
+# $(call phase,what is happening now)
+phase = @printf '\n==> [%4ss] %s\n' "$$(( $$(date +%s) - $(START) ))" "$(1)"
 
 .PHONY: demo test lint install clean
 
 install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
+	$(call phase,creating $(VENV) with $(PYTHON))
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,demo]'
+	$(call phase,upgrading pip)
+	$(PIP) install --progress-bar on --upgrade pip
+	$(call phase,installing vcat with its dev and demo extras (DVC, PyTorch, matplotlib...; minutes on a fresh machine))
+	$(PIP) install --progress-bar on -e '.[dev,demo]'
 	touch $@
+	$(call phase,$(VENV) is ready)
 
 demo: $(INSTALLED)
+	$(call phase,building the demo world (vcat demo build))
 	vcat demo build
+	$(call phase,running the pipeline (dvc repro))
 	dvc repro
+	$(call phase,checking the catalog (vcat catalog lint))
 	vcat catalog lint
+	$(call phase,metrics (dvc metrics show))
 	dvc metrics show
+	$(call phase,demo done)
 
 lint: $(INSTALLED)
+	$(call phase,lint (ruff))
 	ruff check .
 	ruff format --check .
 
 test: lint
+	$(call phase,tests (pytest))
 	pytest
 
 clean:
