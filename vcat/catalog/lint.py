@@ -352,6 +352,10 @@ def check_shared_urls(catalog: Catalog) -> Iterator[Problem]:
 
     A conflict that every record involved acknowledges with ``known_issue`` (an upstream
     guide that really links different files to one URL) is reported as a warning.
+
+    Each shared link is described once, at its first record (in path order), which names
+    every other record; each other record gets a short problem that names the first. The
+    output grows with the number of records, not with the number of pairs of them.
     """
     groups: dict[str, list[LocatedSource]] = defaultdict(list)
     for entry in catalog.entries:
@@ -364,8 +368,13 @@ def check_shared_urls(catalog: Catalog) -> Iterator[Problem]:
             str(c) for c in (parse_checksum(x.source.checksum) for x in group) if c is not None
         }
         acknowledged = all(x.source.known_issue for x in group)
+        first = group[0]
+        everyone_else = ", ".join(_describe_source(other) for other in group[1:])
+        pointer = _describe_source(first)
+        if len(group) > 2:
+            pointer += f" and {len(group) - 2} more record(s), all named there"
         for located in group:
-            others = ", ".join(_describe_source(other) for other in group if other is not located)
+            others = everyone_else if located is first else pointer
             if len(digests) > 1:
                 severity = Severity.WARNING if acknowledged else Severity.ERROR
                 message = (

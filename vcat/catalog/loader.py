@@ -1,14 +1,18 @@
 """Find catalog entry files, parse them, and validate each against the schema.
 
 Loading never stops at the first bad file: each file either becomes an ``Entry`` or adds
-``Problem``s naming its path and line, and the rest of the catalog still loads.
+``Problem``s naming its path and line, and the rest of the catalog still loads. Parsed files
+are kept in the project's parse cache (``vcat.catalog.parse_cache``), so loading a catalog
+again parses only the entries that changed. A command about one entry loads only that
+entry's file (``load_around``), and other entries when something asks for them by name.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vcat.catalog.fields import ENTRY_NAME_PATTERN
+from vcat.catalog.parse_cache import ParseCache, cache_for
 from vcat.catalog.schema import (
     ENTRY_MODELS,
     KIND_FOLDERS,
@@ -56,7 +61,7 @@ class Catalog:
     entries: list[Entry]
     problems: list[Problem]
 
-    def by_name(self) -> dict[str, Entry]:
+    def by_name(self) -> Mapping[str, Entry]:
         """Entries keyed by name; on duplicate names the first file (sorted by path) wins."""
         result: dict[str, Entry] = {}
         for entry in self.entries:
@@ -68,7 +73,7 @@ class Catalog:
         entries = self.by_name()
         if name in entries:
             return entries[name]
-        close = difflib.get_close_matches(name, entries, n=3)
+        close = difflib.get_close_matches(name, [n for n in entries if n != name], n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise KeyError(f"no catalog entry named {name!r}.{hint}")
 
@@ -108,14 +113,106 @@ def load_catalog(paths: Sequence[Path]) -> Catalog:
     entries: list[Entry] = []
     for path in files:
         try:
-            entries.append(load_entry(path))
+            entries.append(load_entry(path, cache_for(path)))
         except CatalogError as exc:
             problems.extend(exc.problems)
     return Catalog(entries=entries, problems=problems)
 
 
-def load_entry(path: Path) -> Entry:
-    """Load one entry file; raise ``CatalogError`` with every problem when it is invalid."""
+def load_around(folder: Path, name: str) -> Catalog:
+    """The catalog in ``folder`` as one command about entry ``name`` needs it, without
+    reading the other entries' files.
+
+    ``entries`` holds the entry ``name`` when it loads (the first file by path, as in
+    ``load_catalog``); ``problems`` holds the problems of the files that bear its name.
+    ``by_name()`` loads any other entry when it is asked for, and lists the names of all
+    files for close-name hints without reading them.
+    """
+    names = _LazyEntries(folder)
+    entry = names.get(name)
+    return _PartialCatalog(
+        entries=[] if entry is None else [entry],
+        problems=list(names.problems_of(name)),
+        names=names,
+    )
+
+
+@dataclass
+class _PartialCatalog(Catalog):
+    names: Mapping[str, Entry] = field(default_factory=dict)
+
+    def by_name(self) -> Mapping[str, Entry]:
+        return self.names
+
+
+class _LazyEntries(Mapping[str, Entry]):
+    """The entries of a catalog folder by name, each loaded the first time it is asked for."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.kind_folders = (
+            [folder] if folder.name in KIND_FOLDERS else [folder / f for f in KIND_FOLDERS]
+        )
+        self.loaded: dict[str, Entry | None] = {}
+        self.problems: dict[str, list[Problem]] = {}
+        self._names: list[str] | None = None
+
+    def __getitem__(self, name: str) -> Entry:
+        if name not in self.loaded:
+            self.loaded[name] = self._load(name)
+        entry = self.loaded[name]
+        if entry is None:
+            raise KeyError(name)
+        return entry
+
+    def problems_of(self, name: str) -> list[Problem]:
+        """The load problems of the files named ``name`` (after a lookup of ``name``)."""
+        return self.problems.get(name, [])
+
+    def _load(self, name: str) -> Entry | None:
+        # The name becomes a file name: nothing that could leave the folder, nor a newline
+        # (which `$` in the pattern lets through).
+        if not re.match(ENTRY_NAME_PATTERN, name) or "\n" in name:
+            return None
+        problems: list[Problem] = []
+        for folder in self.kind_folders:
+            for suffix in (ENTRY_SUFFIX, ".yml"):
+                path = folder / f"{name}{suffix}"
+                if not os.path.lexists(path):
+                    continue
+                try:
+                    entry = load_entry(path, cache_for(path))
+                except CatalogError as exc:
+                    problems.extend(exc.problems)
+                    continue
+                self.problems[name] = problems
+                return entry
+        self.problems[name] = problems
+        return None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._names is None:
+            names: set[str] = set()
+            for folder in self.kind_folders:
+                try:
+                    names.update(
+                        child.stem
+                        for child in folder.iterdir()
+                        if child.suffix in (".yaml", ".yml")
+                    )
+                except OSError:
+                    continue
+            self._names = sorted(names)
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def load_entry(path: Path, cache: ParseCache | None = None) -> Entry:
+    """Load one entry file; raise ``CatalogError`` with every problem when it is invalid.
+
+    With ``cache``, an unchanged file is not parsed again."""
     kind = KIND_FOLDERS.get(path.parent.name)
     if kind is None:
         raise CatalogError(
@@ -134,7 +231,7 @@ def load_entry(path: Path) -> Entry:
             f"file name {name!r} is not a valid entry name: use lowercase letters, "
             "digits, '.', '_' and '-'",
         )
-    document = load_yaml(path)
+    document = load_yaml(path) if cache is None else cache.load(path)
     if not isinstance(document.data, dict):
         raise CatalogError(path, 1, "an entry must be a YAML mapping of keys to values")
     unsafe = [

@@ -93,8 +93,9 @@ def show(
     from rich.markdown import Markdown
 
     from vcat.catalog.docs import render_entry
+    from vcat.catalog.loader import load_around
 
-    entry = find_entry(_load(catalog_dir), name)
+    entry = find_entry(load_around(_catalog_dir(catalog_dir), name), name)
     if as_json:
         payload = {
             "format": ENTRY_FORMAT,

@@ -61,13 +61,13 @@ def load_entry(name: str, catalog_dir: Path | None) -> Entry:
     """The entry ``name`` of the catalog, or exit 2 with its load problems, the errors
     `vcat catalog lint` finds in it, or close names."""
     from vcat.catalog.lint import entry_errors
-    from vcat.catalog.loader import load_catalog
+    from vcat.catalog.loader import load_around
 
     try:
         folder = catalog_dir or default_catalog_dir()
     except ProjectNotFound as exc:
         fail(str(exc))
-    catalog = load_catalog([folder])
+    catalog = load_around(folder, name)
     entry = find_entry(catalog, name)
     errors = entry_errors(catalog, entry)
     for problem in errors:
