@@ -218,3 +218,22 @@ sources:
     assert last.startswith(f"error: {small_disk.path}/.big.vcat/partial/main.part: "), last
     assert last.split(": ", 2)[2].startswith(DISK_FULL), last
     assert not (dest / "big.bin").exists()
+
+
+def test_stage_commands_turn_os_errors_into_one_line_in_process_too(tmp_path: Path) -> None:
+    """`vcat stage` run without the console script (as tests and `python -c` do)."""
+    from typer.testing import CliRunner
+
+    from vcat.cli import app
+
+    catalog = tmp_path / "catalog" / "datasets"
+    catalog.mkdir(parents=True)
+    (catalog / "tiny.yaml").write_text(TINY_ENTRY)
+    (tmp_path / "root").mkdir()
+    output = tmp_path / ("m" * 300 + ".json")
+    args = ["stage", "dataset-stats", "tiny", str(tmp_path / "root"), str(output)]
+    result = CliRunner().invoke(app, [*args, "--catalog", str(catalog.parent)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith(f"error: {output}: File name too long;")
+    assert len(result.stderr.strip().splitlines()) == 1
