@@ -19,11 +19,13 @@ COMMANDS = {
     ),
     "status": (
         "vcat.cli.status:status",
-        "Show whether each source and subset is absent, partial, fetched, verified or failed.",
+        "Show whether each source and subset is absent, partial, fetched, verified, changed, "
+        "damaged or failed.",
     ),
     "verify": (
         "vcat.cli.verify:verify",
-        "Check a dataset's tree against its catalog layout, or every file against a manifest.",
+        "Check a dataset's tree: its layout and the files its fetch placed, or every file "
+        "against a manifest.",
     ),
     "manifest": (
         "vcat.cli.verify:manifest_app",
