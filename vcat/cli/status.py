@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from vcat.catalog.loader import load_catalog
+from vcat.cli.columns import print_columns
 from vcat.cli.common import fail, load_entry, root_of, stdout
 from vcat.cli.options import CatalogOption, JsonOption
+from vcat.display import literal
 from vcat.fetch.status import StatusRow, entry_status
 from vcat.project import ProjectNotFound, default_catalog_dir
 
@@ -71,8 +71,9 @@ def status(
         }
         stdout.print_json(json.dumps(document))
         return
-    table = Table("entry", "part", "name", "state", "detail", box=None, pad_edge=False)
-    for row in rows:
-        state = f"[{_style(row.state)}]{escape(row.state)}[/]"
-        table.add_row(row.entry, row.part, row.name, state, escape(row.detail))
-    stdout.print(table)
+    cells = [
+        [literal(row.entry), literal(row.part), literal(row.name),
+         literal(row.state, _style(row.state)), literal(row.detail)]
+        for row in rows
+    ]  # fmt: skip
+    print_columns(stdout, ["entry", "part", "name", "state", "detail"], cells)
