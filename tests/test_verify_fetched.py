@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -344,3 +345,49 @@ def test_a_fetch_killed_while_placing_an_archive_leaves_a_tree_that_fails_until_
     code, report = verify()
     assert code == 0 and report["files"]["counts"]["ok"] == len(MANY)
     assert states()["images"][0] == "verified"
+
+
+def test_a_folder_swapped_for_a_link_is_never_read_written_or_emptied_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: MisbehavingServer
+) -> None:
+    project = tmp_path / "project"
+    (project / "catalog" / "datasets").mkdir(parents=True)
+    (project / "catalog" / "models").mkdir()
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(project)
+    sources = source_yaml(
+        "images", server.add("/i.tar.gz", Route(ARCHIVE)), "images.tar.gz", ARCHIVE, True,
+        archive="tar.gz", unpack_to="assets",
+    ) + source_yaml(
+        "list", server.add("/list.bin", Route(LIST)), "list.bin", LIST, True, unpack_to="lists"
+    )  # fmt: skip
+    (project / "catalog" / "datasets" / "scenes.yaml").write_text(
+        "title: Scenes\ndescription: Served by the test.\n"
+        "licence: {name: CC0-1.0, redistribution: allowed}\naccess: {kind: public}\n"
+        f"sources:\n{sources}"
+    )
+    assert vcat("fetch", "scenes", "--no-dvc")[0] == 0
+    root = project / "data" / "sources" / "scenes"
+    elsewhere = tmp_path / "elsewhere"
+    for folder in ("assets", "lists"):  # an identical copy outside, linked in its place
+        shutil.copytree(root / folder, elsewhere / folder, symlinks=True)
+        shutil.rmtree(root / folder)
+        (root / folder).symlink_to(elsewhere / folder, target_is_directory=True)
+    before = {p: p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()}
+
+    code, report = verify()
+    assert code == 1
+    failures = {(f["path"], f["status"]) for f in report["files"]["failures"]}
+    assert ("assets", "unexpected") in failures and ("lists", "unexpected") in failures
+    assert ("lists/list.bin", "missing") in failures
+    assert ("assets/scene/00.jpg", "missing") in failures
+    assert report["files"]["hashed"] == 0  # nothing behind the links was read
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 1
+    assert "assets is a symbolic link to" in out and "lists is a symbolic link to" in out
+    assert {p: p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()} == before
+
+    for folder in ("assets", "lists"):
+        (root / folder).unlink()
+    assert vcat("fetch", "scenes", "--no-dvc")[0] == 0
+    assert verify()[0] == 0

@@ -15,7 +15,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from vcat.archive import ExtractLimits, extract_archive
 from vcat.catalog.fields import Checksum, parse_checksum
@@ -64,6 +64,22 @@ def file_target(source: Source, root: Path) -> Path:
 def archive_target(source: Source, root: Path) -> Path:
     """The folder an archive source is unpacked in."""
     return root / (source.unpack_to or ".")
+
+
+def refuse_links_on_the_way(source: Source, root: Path) -> None:
+    """Raise ``FetchFailure`` when a folder between ``root`` and where ``source`` places its
+    files is a symbolic link: placing, replacing or reading through it would act outside
+    the root (the root itself may be a link)."""
+    current = root
+    for part in PurePosixPath(source.unpack_to or ".").parts:
+        current = current / part
+        if current.is_symlink():
+            raise FetchFailure(
+                FailureClass.NOT_A_FILE,
+                f"{current.relative_to(root)} is a symbolic link to {os.readlink(current)}; "
+                f"files are placed only inside {root}: remove the link (or put a folder "
+                "there), then fetch again",
+            )
 
 
 def is_current(

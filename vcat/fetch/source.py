@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from vcat.catalog.fields import parse_checksum
 from vcat.catalog.schema import ArchiveKind, Source
 from vcat.failures import FailureClass, FetchFailure, file_is_html
 from vcat.fetch.download import Expected, PartialFile, RetryPolicy, download, verify_file
+from vcat.fetch.limits import TransferLimits
 from vcat.fetch.pages import ServedPage
 from vcat.fetch.placing import (
     Outcome,
@@ -29,6 +31,7 @@ from vcat.fetch.placing import (
     place_archive,
     place_file,
     record_file,
+    refuse_links_on_the_way,
 )
 from vcat.fetch.transport import Transport, transport_for
 from vcat.fetch.workspace import SourceRecord, Workspace
@@ -40,6 +43,7 @@ class FetchOptions:
     limits: ExtractLimits = field(default_factory=ExtractLimits)
     keep_archives: bool = True
     force: bool = False  # place every source again, even one whose files are intact
+    transfer: TransferLimits = field(default_factory=TransferLimits)
     cancel: threading.Event | None = None
 
 
@@ -54,8 +58,10 @@ def fetch_source(
     options: FetchOptions = FetchOptions(),
     transport: Transport | None = None,
     progress: Progress = lambda phase, done, total: None,
+    note: Callable[[str], None] = lambda line: None,
 ) -> Outcome:
     """Bring ``source`` into ``workspace.root``; failures are recorded and returned.
+    ``note(line)`` hears of failed attempts as they happen.
 
     Raises only ``Cancelled`` (bytes so far are kept for the next run).
     """
@@ -68,6 +74,7 @@ def fetch_source(
     partial = workspace.partial(source.name)
     archive = workspace.archive_path(source.filename)
     try:
+        refuse_links_on_the_way(source, workspace.root)
         in_place = file_target(source, workspace.root)
         if source.archive == ArchiveKind.NONE and in_place.is_file() and not in_place.is_symlink():
             kept = adoption_expected(expected, previous, source)
@@ -78,7 +85,7 @@ def fetch_source(
             assert previous is not None
             digests, downloaded, etag = previous.digests, archive, previous.etag
         else:
-            _download(source, partial, expected, transport, options, progress)
+            _download(source, partial, expected, transport, options, progress, note)
             etag = meta.etag if (meta := partial.meta()) is not None else None
             digests = _verify(partial.path, source.filename, expected, progress)
             downloaded = partial.path
@@ -141,6 +148,7 @@ def _download(
     transport: Transport | None,
     options: FetchOptions,
     progress: Progress,
+    note: Callable[[str], None],
 ) -> None:
     def report(done: int, total: int | None) -> None:
         progress("download", done, total)
@@ -149,9 +157,11 @@ def _download(
         source.url,
         expected,
         partial,
-        transport or transport_for(source.url),
+        transport or transport_for(source.url, options.transfer),
         policy=options.policy,
+        limits=options.transfer,
         on_progress=report,
+        on_note=note,
         cancel=options.cancel,
     )
 

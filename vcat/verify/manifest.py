@@ -247,8 +247,10 @@ def _walk(root: Path, listing: Listing, only: Sequence[str] | None, with_stamps:
         for relative in only:
             path = os.path.join(root, relative)
             try:
+                if _through_link(root, relative, listing):
+                    continue  # never list what lies behind a link
                 result = os.lstat(path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
                 problems.append(f"{relative}: cannot stat ({exc.strerror})")
@@ -283,6 +285,19 @@ def _walk(root: Path, listing: Listing, only: Sequence[str] | None, with_stamps:
             except OSError as exc:
                 problems.append(f"{relative}: cannot stat ({exc.strerror})")
     return problems
+
+
+def _through_link(root: Path, relative: str, listing: Listing) -> bool:
+    """Whether a folder on the way to ``relative`` is a symbolic link (then it is listed as
+    one, so it shows, and nothing behind it is)."""
+    parts = relative.split("/")
+    for end in range(1, len(parts)):
+        parent = "/".join(parts[:end])
+        path = os.path.join(root, parent)
+        if os.path.islink(path):
+            listing.links[parent] = os.readlink(path)
+            return True
+    return False
 
 
 def _add(listing: Listing, relative: str, path: str, result: os.stat_result, stamps: bool) -> None:
