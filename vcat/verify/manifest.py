@@ -210,9 +210,10 @@ class Listing:
 
 def list_tree(root: Path, only: Sequence[str] | None = None, with_stamps: bool = False) -> Listing:
     """Everything under ``root`` (or under the relative paths ``only``, each a file, link or
-    folder; those that do not exist are left out). Nothing is followed: a link is listed as
-    a link, whatever it points to, so no walk leaves the tree. Raises ``TreeError`` when
-    ``root`` or a folder in it cannot be read."""
+    folder; those that do not exist are left out, and one reached through a link on the way
+    is replaced by that link). Nothing is followed: a link is listed as a link, whatever it
+    points to, so no walk leaves the tree. Raises ``TreeError`` when ``root`` or a folder in
+    it cannot be read."""
     if not root.is_dir():
         raise TreeError(root, [f"{root} is not a folder" if root.exists() else "no such folder"])
     listing = Listing()
