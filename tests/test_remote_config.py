@@ -297,6 +297,10 @@ def test_up_restarts_a_server_an_older_version_started_with_open_ports(
         assert answers_within(state.endpoint, 60)
         write_state(ServerState(**{**state.__dict__, "pid": old.pid}))
         assert not process_is_locked_down(old.pid, server_dir)
+        status = vcat(checkout, monkeypatch, "remote", "status", "--json", code=0)
+        assert json.loads(status)["ports_closed"] is False
+        warned = vcat(checkout, monkeypatch, "remote", "status", code=0)
+        assert "take requests without credentials (an older vcat started it)" in warned
         out = vcat(checkout, monkeypatch, "remote", "up", code=0)
         assert "was started by an older vcat" in out and "restarting it" in out
         old.wait(timeout=30)
@@ -306,6 +310,8 @@ def test_up_restarts_a_server_an_older_version_started_with_open_ports(
         assert process_is_locked_down(new_pid, server_dir)
         assert mode(server_dir / "security.toml") == 0o600
         assert "already running" in vcat(checkout, monkeypatch, "remote", "up", code=0)
+        status = vcat(checkout, monkeypatch, "remote", "status", "--json", code=0)
+        assert json.loads(status)["ports_closed"] is True
         vcat(checkout, monkeypatch, "remote", "down", code=0)
         assert not process_is_server(new_pid, server_dir)
     finally:

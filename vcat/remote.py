@@ -444,6 +444,8 @@ class RemoteStatus:
     audience: Audience | None
     audience_declared: bool
     checkout_endpoint: str | None
+    #: False for a running server that an older vcat started with its other ports open
+    ports_closed: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -456,6 +458,7 @@ class RemoteStatus:
             "audience": None if self.audience is None else str(self.audience),
             "audience_declared": self.audience_declared,
             "checkout_endpoint": self.checkout_endpoint,
+            "ports_closed": self.ports_closed,
         }
 
 
@@ -485,6 +488,11 @@ def remote_status(project_root: Path | None, name: str, data_dir: Path | None) -
         audience=audience,
         audience_declared=declared,
         checkout_endpoint=checkout_endpoint,
+        ports_closed=(
+            process_is_locked_down(state.pid, state.server_dir)
+            if state is not None and state.pid is not None and kind != "stopped"
+            else None
+        ),
     )
 
 

@@ -123,6 +123,11 @@ def status(
         return
     where = f" at {report.endpoint} (pid {report.pid})" if report.state == "running" else ""
     _say(f"remote {name!r}: server {report.state}{where}, data in {report.data_dir}")
+    if report.ports_closed is False:
+        _say(
+            "its filer, master and volume ports take requests without credentials (an older "
+            f"vcat started it): run `vcat remote up {name}` to restart it with them closed"
+        )
     if root is None:
         return
     declared = f"in {RELEASES_FILE}" if report.audience_declared else f"not in {RELEASES_FILE}"
