@@ -361,19 +361,21 @@ def abbreviate_keys(keys: Sequence[str], width: int) -> dict[str, str]:
     return {key: key for key in distinct}
 
 
-#: Plot layout in inches: one panel per metric on a fixed grid. A layout engine
-#: (``constrained``, ``tight``) and automatic title placement measure every text of every
-#: panel and draw the figure twice; bench/compare_plot.py measures the difference.
+#: Plot layout in inches: one panel per metric on a fixed grid, all drawn on one canvas in
+#: inches. One matplotlib Axes per panel, placed by a layout engine, costs its ticks, labels
+#: and measurements 66 times over (30-40 s for 66 panels); bench/compare_plot.py measures it.
 PANEL_WIDTH, PANEL_HEIGHT = 3.2, 2.4
-PANEL_LEFT, PANEL_RIGHT, PANEL_TOP, PANEL_BOTTOM = 0.55, 0.15, 0.5, 0.3
+PANEL_LEFT, PANEL_RIGHT, PANEL_TOP, PANEL_BOTTOM = 0.6, 0.15, 0.5, 0.2
 LABEL_BAND = 0.75  # below the lowest panel of each column: the revisions' names
 TITLE_CHARACTERS = 46
+GAP = 0.06  # between a panel's frame and its labels
 
 
 def plot_metrics(comparison: Comparison, path: Path) -> int:
     """A PNG at ``path`` with one small panel per numeric metric that changed across the
-    revisions; returns the number of panels. Written to a temporary name, then renamed.
-    :class:`CompareError` when no numeric metric changed (nothing is written then)."""
+    revisions: the values at each revision joined by a line, the lowest and highest written
+    beside it. Returns the number of panels. Written to a temporary name, then renamed.
+    :class:`NothingChanged` when no numeric metric changed (nothing is written then)."""
     rows = [row for row in comparison.metrics if row.numeric and row.changed]
     if not rows:
         numeric = sum(row.numeric for row in comparison.metrics)
@@ -384,45 +386,62 @@ def plot_metrics(comparison: Comparison, path: Path) -> int:
             "nothing to plot"
         )
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     columns = min(4, len(rows))
     lines = math.ceil(len(rows) / columns)
     width, height = PANEL_WIDTH * columns, PANEL_HEIGHT * lines + LABEL_BAND
     figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
+    canvas = figure.add_axes((0, 0, 1, 1))  # data units are inches from the bottom left
+    canvas.set_axis_off()
+    canvas.set_xlim(0, width)
+    canvas.set_ylim(0, height)
     labels = [revision.label.replace(" ", "\n", 1) for revision in comparison.revisions]
-    positions = list(range(len(labels)))
     several_files = len({row.file for row in rows}) > 1
     titles = abbreviate_keys([row.key for row in rows], TITLE_CHARACTERS)
     files = abbreviate_keys([row.file for row in rows], TITLE_CHARACTERS)
+    inner_width = PANEL_WIDTH - PANEL_LEFT - PANEL_RIGHT
+    inner_height = PANEL_HEIGHT - PANEL_BOTTOM - PANEL_TOP
+    grid: list[list[tuple[float, float]]] = []
     for index, row in enumerate(rows):
         line, column = divmod(index, columns)
         left = column * PANEL_WIDTH + PANEL_LEFT
         bottom = LABEL_BAND + (lines - 1 - line) * PANEL_HEIGHT + PANEL_BOTTOM
-        axes = figure.add_axes(
-            (
-                left / width,
-                bottom / height,
-                (PANEL_WIDTH - PANEL_LEFT - PANEL_RIGHT) / width,
-                (PANEL_HEIGHT - PANEL_BOTTOM - PANEL_TOP) / height,
-            )
+        xs = [left + (at + 0.5) / len(labels) * inner_width for at in range(len(labels))]
+        numbers = [value for value in row.values if _is_number(value) and math.isfinite(value)]
+        low, high = (min(numbers), max(numbers)) if numbers else (0.0, 0.0)
+
+        def y_of(
+            value: float, low: float = low, high: float = high, bottom: float = bottom
+        ) -> float:
+            share = 0.5 if high == low else (value - low) / (high - low)
+            return bottom + inner_height * (0.1 + 0.8 * share)
+
+        points = [
+            (x, y_of(value))
+            for x, value in zip(xs, row.values, strict=True)
+            if _is_number(value) and math.isfinite(value)
+        ]
+        canvas.plot([x for x, _ in points], [y for _, y in points], marker="o", color="C0")
+        canvas.add_patch(
+            Rectangle((left, bottom), inner_width, inner_height, fill=False, lw=0.6, ec="0.6")
         )
-        points = [(x, v) for x, v in zip(positions, row.values, strict=True) if _is_number(v)]
-        axes.plot([x for x, _ in points], [v for _, v in points], marker="o")
-        axes.set_xlim(-0.5, len(labels) - 0.5)
-        lowest = index + columns >= len(rows)  # no panel below: the revisions are named here
-        if lowest:
-            axes.set_xticks(positions, labels, rotation=30, fontsize=7)
-        else:
-            axes.set_xticks([])  # each tick costs; the revisions are named below the column
-        axes.tick_params(axis="y", labelsize=7)
-        title = titles[row.key]
-        # a title placed by hand: matplotlib otherwise measures every panel to place it
-        text = f"{files[row.file]}\n{title}" if several_files else title
-        axes.set_title(text, fontsize=8, y=1.0, pad=4)
-        axes.locator_params(axis="y", nbins=4)
-        axes.grid(alpha=0.3)
+        grid += [[(x, bottom), (x, bottom + inner_height)] for x in xs]
+        for value in dict.fromkeys((high, low)) if numbers else ():
+            grid.append([(left, y_of(value)), (left + inner_width, y_of(value))])
+            canvas.text(left - GAP, y_of(value), format_value(value), ha="right", va="center",
+                        fontsize=7)  # fmt: skip
+        title = f"{files[row.file]}\n{titles[row.key]}" if several_files else titles[row.key]
+        canvas.text(left + inner_width / 2, bottom + inner_height + GAP, title, ha="center",
+                    va="bottom", fontsize=8)  # fmt: skip
+        if index + columns >= len(rows):  # no panel below: the revisions are named here
+            for x, label in zip(xs, labels, strict=True):
+                canvas.text(x, bottom - GAP, label, ha="right", va="top", rotation=30,
+                            rotation_mode="anchor", fontsize=7)  # fmt: skip
+    canvas.add_collection(LineCollection(grid, colors="0.85", linewidths=0.5, zorder=0))
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     try:
