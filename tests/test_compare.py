@@ -13,7 +13,18 @@ import pytest
 from typer.testing import CliRunner
 
 from vcat.cli import app
-from vcat.compare import MISSING, abbreviate_keys, abbreviate_middle, compare
+from vcat.compare import (
+    MISSING,
+    CompareError,
+    Comparison,
+    NothingChanged,
+    Revision,
+    Row,
+    abbreviate_keys,
+    abbreviate_middle,
+    compare,
+    plot_metrics,
+)
 
 DVC_YAML = """\
 stages:
@@ -304,3 +315,31 @@ def test_abbreviate_middle_keeps_the_end() -> None:
     assert abbreviate_middle("short", 14) == "short"
     assert abbreviate_middle("abc", 1) == "…"
     assert len(abbreviate_middle("x" * 100, 20)) == 20
+
+
+def test_plot_of_absent_nan_infinite_and_boolean_values(tmp_path: Path) -> None:
+    revisions = [
+        Revision("HEAD~1", "a" * 40, ("v1",)),
+        Revision("HEAD", "b" * 40),
+        Revision("workspace", None),
+    ]
+    rows = [
+        Row("metric", "m.json", "absent", (0.5, MISSING, 0.7)),
+        Row("metric", "m.json", "nan", (float("nan"), 0.2, 0.3)),
+        Row("metric", "m.json", "infinite", (float("inf"), float("-inf"), 1.0)),
+        Row("metric", "m.json", "all.nan", (float("nan"), float("inf"), float("nan"))),
+        Row("metric", "m.json", "flag", (True, False, True)),  # not a number: no panel
+        Row("metric", "m.json", "steady", (3, 3, 3)),  # unchanged: no panel
+        Row("metric", "n.json", "ints", (1, 2, 10**18)),
+    ]
+    target = tmp_path / "edge.png"
+    assert plot_metrics(Comparison(revisions, metrics=rows), target) == 5
+    from PIL import Image
+
+    with Image.open(target) as image:
+        assert image.format == "PNG" and image.width == 4 * 320
+    with pytest.raises(NothingChanged, match="none of the 1 numeric metric"):
+        plot_metrics(Comparison(revisions, metrics=rows[5:6]), tmp_path / "same.png")
+    with pytest.raises(CompareError, match="no numeric metric"):
+        plot_metrics(Comparison(revisions, metrics=rows[4:5]), tmp_path / "flags.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edge.png"]
