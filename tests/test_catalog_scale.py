@@ -362,3 +362,33 @@ def test_a_checksum_conflict_names_every_record_once(project: Path) -> None:
         assert "(also used by a1:images (a1.yaml:10) and 1 more record(s), all named there)" in (
             line
         )
+
+
+ODD_VALUES = """\
+astral: "\\U0001F600 \\u00e9"
+nan: .nan
+inf: -.inf
+big: 123456789012345678901234567890
+empty: ""
+"": empty key
+null_key_text: ~
+nested: {a: [1, 2.5, true, null, {b: []}]}
+"""
+
+
+def test_any_value_yaml_can_hold_survives_the_cache(project: Path) -> None:
+    path = project / "catalog" / "datasets" / "odd.yaml"
+    path.write_text(ODD_VALUES, encoding="utf-8")
+    cache = cache_for(path)
+    assert cache is not None
+    parsed = cache.load(path)  # parsed and written
+    assert len(cached_files(project)) == 1
+    again = cache.load(path)  # read back
+    assert again.lines.lines == parsed.lines.lines
+    assert again.chars == parsed.chars
+    for key, value in parsed.data.items():
+        if key == "nan":
+            assert again.data[key] != again.data[key]  # NaN
+        else:
+            assert again.data[key] == value and type(again.data[key]) is type(value), key
+    assert again.data["astral"] == "\U0001f600 \u00e9"

@@ -81,16 +81,24 @@ class ParseCache:
             "chars": document.chars,
         }
         try:
+            # dumps, not dump: dump streams through the pure-Python encoder, 5x slower
+            # ASCII: whatever a value holds, the file is plain text in any locale
+            text = json.dumps(payload, separators=(",", ":"))
+        except (ValueError, TypeError, RecursionError):
+            return
+        try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=self.folder)
         except OSError:
             return  # a read-only or full disk: work without the cache
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(payload, stream, ensure_ascii=False, separators=(",", ":"))
+            with os.fdopen(handle, "w", encoding="ascii") as stream:
+                stream.write(text)
             os.replace(temporary, self.folder / f"{key}.json")
-        except (OSError, ValueError, TypeError, RecursionError):
+        except BaseException as exc:
             Path(temporary).unlink(missing_ok=True)
+            if not isinstance(exc, OSError):
+                raise
 
 
 def _decode(text: bytes, key: str, path: Path) -> YamlDocument | None:
