@@ -6,7 +6,9 @@ see how many requests arrived and with which Range headers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import random
 import socket
 import struct
 import threading
@@ -48,15 +50,36 @@ class Route:
     behaviour: str = "good"
     # truncate: announce len(data) but stop after `cut` bytes on the first `times` requests
     # drop: as truncate, but for every request until `times` is used up
+    # stall: announce len(data), send `cut` bytes, then nothing until the server stops
+    # trickle: announce len(data), then one byte every `interval` seconds
+    # overlong: announce len(data), then send the data and as many bytes again
+    # endless: no Content-Length, and bytes until the client goes away
     cut: int = 0
     times: int = 1
+    interval: float = 1.0
     content_type: str = "application/octet-stream"
+    # how the server names the file's version, and whether it keeps If-Range
+    send_etag: bool = True
+    fixed_etag: str | None = None  # an ETag that stays the same whatever the data
+    last_modified: str | None = None  # an HTTP date, sent as Last-Modified
+    if_range: str = "honour"  # "ignore": a Range is answered with 206 whatever If-Range says
     requests: int = 0
     ranges: list[str | None] = field(default_factory=list)
+    if_ranges: list[str | None] = field(default_factory=list)
 
     @property
     def etag(self) -> str:
+        if self.fixed_etag is not None:
+            return self.fixed_etag
         return '"' + hashlib.md5(self.data).hexdigest()[:16] + '"'
+
+    def same_version(self, if_range: str | None) -> bool:
+        """Whether an If-Range header names the version served now (RFC 9110 13.1.5)."""
+        if if_range is None or self.if_range == "ignore":
+            return True
+        if self.send_etag and if_range == self.etag:
+            return True
+        return self.last_modified is not None and if_range == self.last_modified
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -99,13 +122,16 @@ class _Handler(BaseHTTPRequestHandler):
         start = 0
         ranged = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
-        honour = route.behaviour != "no-ranges" and ranged and if_range in (None, route.etag)
+        with self.server.lock:
+            route.if_ranges.append(if_range)
+        honour = route.behaviour != "no-ranges" and ranged and route.same_version(if_range)
         if honour and ranged.startswith("bytes=") and ranged.endswith("-"):
             start = int(ranged[len("bytes=") : -1])
             if start >= len(data):
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(data)}")
                 self.send_header("Content-Length", "0")
+                self._send_version(route)
                 self.end_headers()
                 return
             self.send_response(206)
@@ -114,11 +140,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
         body = data[start:]
         self.send_header("Content-Type", route.content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", route.etag)
+        if route.behaviour != "endless":
+            self.send_header("Content-Length", str(len(body)))
+        self._send_version(route)
         if route.behaviour != "no-ranges":
             self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        # the client may give up first, as it should with a server that misbehaves
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send_file_body(route, body, start, count)
+
+    def _send_version(self, route: Route) -> None:
+        if route.send_etag:
+            self.send_header("ETag", route.etag)
+        if route.last_modified is not None:
+            self.send_header("Last-Modified", route.last_modified)
+
+    def _send_file_body(self, route: Route, body: bytes, start: int, count: int) -> None:
         cut_now = route.behaviour in ("truncate", "drop") and count <= route.times
         if cut_now:
             self.wfile.write(body[: max(0, route.cut - start)])
@@ -132,6 +170,28 @@ class _Handler(BaseHTTPRequestHandler):
             for offset in range(0, len(body), 64 * 1024):
                 self.wfile.write(body[offset : offset + 64 * 1024])
                 time.sleep(0.01)
+            return
+        if route.behaviour == "stall":
+            self.wfile.write(body[: route.cut])
+            self.wfile.flush()
+            self.server.stopping.wait()
+            return
+        if route.behaviour == "trickle":
+            for offset in range(len(body)):
+                self.wfile.write(body[offset : offset + 1])
+                self.wfile.flush()
+                if self.server.stopping.wait(route.interval):
+                    return
+            return
+        if route.behaviour == "overlong":
+            self.wfile.write(body + random.Random(len(body)).randbytes(len(body) or 1))
+            self.close_connection = True
+            return
+        if route.behaviour == "endless":
+            self.close_connection = True
+            block = body or b"x" * 65536
+            while not self.server.stopping.is_set():
+                self.wfile.write(block)
             return
         self.wfile.write(body)
 
@@ -155,6 +215,7 @@ class MisbehavingServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.routes: dict[str, Route] = {}
         self.lock = threading.Lock()
+        self.stopping = threading.Event()  # wakes the handlers that stall on purpose
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -164,6 +225,7 @@ class MisbehavingServer(ThreadingHTTPServer):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self.shutdown()
         self.server_close()
 

@@ -66,7 +66,11 @@ def test_cut_body_is_resumed_with_a_range(
     route = Route(DATA, behaviour, cut=100_000, times=1)
     url = server.add("/cut.bin", route)
     assert fetch(url, PartialFile(tmp_path / "cut.part")) == DATA
-    assert route.ranges == [None, "bytes=100000-"]
+    first, resumed = route.ranges
+    assert first is None and resumed is not None
+    kept = int(resumed.removeprefix("bytes=").removesuffix("-"))
+    # a clean close hands over every byte sent; a reset may drop those not yet read
+    assert kept == 100_000 if behaviour == "truncate" else 0 < kept <= 100_000
 
 
 def test_server_without_ranges_restarts_cleanly(server: MisbehavingServer, tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ sources:
     filename: {filename}
     size: {len(data)}
     checksum: md5:{hashlib.md5(data).hexdigest()}
+    checksum_source: {{kind: published, where: "the test"}}
 """
 
 

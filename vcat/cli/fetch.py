@@ -18,6 +18,7 @@ from rich.table import Table
 from vcat.cli.common import fail, load_entry, remember, root_of, stderr, stdout
 from vcat.cli.options import CatalogOption
 from vcat.display import shown
+from vcat.fetch import limits
 from vcat.fetch.download import Cancelled, RetryPolicy
 from vcat.fetch.placing import Outcome, write_tree_manifest
 from vcat.fetch.runner import fetch_all
@@ -62,6 +63,26 @@ def fetch(
     retries: Annotated[
         int, typer.Option(min=1, help="Attempts without progress before a source fails.")
     ] = RetryPolicy.attempts,
+    stall_timeout: Annotated[
+        float, typer.Option(help="Seconds without a byte before an attempt is retried.")
+    ] = limits.STALL_TIMEOUT,
+    min_speed: Annotated[
+        str,
+        typer.Option(
+            help="Slowest speed in bytes/s (e.g. 10K), averaged over --speed-window, before an "
+            "attempt is retried; 0 turns the check off."
+        ),
+    ] = limits.MIN_SPEED_TEXT,
+    speed_window: Annotated[
+        float, typer.Option(help="Seconds over which --min-speed is averaged.")
+    ] = limits.SPEED_WINDOW,
+    max_size: Annotated[
+        str,
+        typer.Option(
+            help="Most bytes a source whose entry declares no size may have (e.g. 500G); "
+            "more is a failure (oversized) and the bytes are removed."
+        ),
+    ] = limits.MAX_SIZE_TEXT,
     keep_archives: Annotated[
         bool,
         typer.Option(help="Keep verified archives in the work area after unpacking them."),
@@ -91,8 +112,17 @@ def fetch(
     except SelectionError as exc:
         fail(str(exc))
     root = _root_for(name, dest)
+    try:
+        transfer = limits.TransferLimits.from_options(
+            stall_timeout, min_speed, speed_window, max_size
+        )
+    except ValueError as exc:
+        fail(str(exc))
     options = FetchOptions(
-        policy=RetryPolicy(attempts=retries), keep_archives=keep_archives, force=force
+        policy=RetryPolicy(attempts=retries),
+        keep_archives=keep_archives,
+        force=force,
+        transfer=transfer,
     )
     stderr.print(f"fetching {len(sources)} source(s) of {name} into {shown(display_path(root))}")
     try:

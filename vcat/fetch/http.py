@@ -12,11 +12,12 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from vcat.failures import FailureClass, FetchFailure, looks_like_html
+from vcat.fetch.limits import GuardedReader, TransferLimits, broken_transfer, stalled_reason
 from vcat.fetch.pages import MAX_PAGE_BYTES, drive_download_url, read_page
-from vcat.fetch.transport import BLOCK_SIZE, BytesBody, RemoteInfo, TransientError
+from vcat.fetch.transport import BytesBody, RemoteInfo, TransientError
 
 MAX_PAGE_HOPS = 3  # confirmation pages followed before giving up
-TIMEOUT = (15.0, 60.0)  # connect, read (seconds)
+SNIFF_BYTES = 1024  # read before deciding whether the body is a web page
 USER_AGENT = "vcat (dataset fetcher; +https://dvc.org)"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -34,10 +35,14 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _connection_failure(url: str, exc: Exception) -> str:
+def _connection_failure(url: str, exc: Exception, limits: TransferLimits) -> str:
     """One line for a failed connection, naming the cause rather than urllib3's repr."""
     host = urlsplit(url).netloc
     text = repr(exc)
+    if isinstance(exc, requests.ReadTimeout):  # connected, but no answer came
+        return stalled_reason(url, limits)
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"{host} did not accept the connection within {limits.connect_timeout:g} s"
     if "NameResolutionError" in text or "Name or service not known" in text:
         return f"cannot resolve {urlsplit(url).hostname}: no network, or a wrong host name"
     if "Connection refused" in text:
@@ -64,47 +69,62 @@ def _check_status(response: requests.Response, url: str) -> None:
     raise FetchFailure(FailureClass.UNREACHABLE, what)
 
 
-def _raw_blocks(response: requests.Response, first: bytes) -> Iterator[bytes]:
-    if first:
-        yield first
-    try:
+class _Reader:
+    """The raw body as served (no decoding), read as bytes arrive, within ``limits``."""
+
+    def __init__(self, response: requests.Response, url: str, limits: TransferLimits) -> None:
+        self.url, self.limits = url, limits
         # decode_content=False: a .tar.gz served with Content-Encoding: gzip stays as served
-        yield from response.raw.stream(BLOCK_SIZE, decode_content=False)
-    except (Urllib3Error, requests.RequestException, OSError) as exc:
-        raise TransientError(FailureClass.TRUNCATED, f"connection broke: {exc}") from None
+        read1 = lambda amount: response.raw.read1(amount, decode_content=False)  # noqa: E731
+        self.guarded = GuardedReader(read1, url, limits)
+
+    def first(self, count: int) -> bytes:
+        try:
+            return self.guarded.read_at_least(count)
+        except (Urllib3Error, requests.RequestException, OSError) as exc:
+            raise broken_transfer(self.url, exc, self.limits) from None
+
+    def blocks(self, first: bytes) -> Iterator[bytes]:
+        if first:
+            yield first
+        try:
+            yield from self.guarded.blocks()
+        except (Urllib3Error, requests.RequestException, OSError) as exc:
+            raise broken_transfer(self.url, exc, self.limits) from None
 
 
-def _first_block(response: requests.Response) -> bytes:
-    try:
-        return response.raw.read(64 * 1024, decode_content=False) or b""
-    except (Urllib3Error, requests.RequestException, OSError) as exc:
-        raise TransientError(FailureClass.TRUNCATED, f"connection broke: {exc}") from None
+def _version(response: requests.Response, size: int | None) -> RemoteInfo:
+    """The file's size and the headers that name its version; If-Range needs a strong
+    validator, so a weak ETag gives way to Last-Modified."""
+    etag = response.headers.get("ETag")
+    modified = response.headers.get("Last-Modified")
+    validator = etag if etag and not etag.startswith("W/") else modified
+    return RemoteInfo(size, etag, validator, modified)
 
 
 def _remote_info(response: requests.Response) -> tuple[int, RemoteInfo]:
     """(offset of the body, whole-file info) from a 200 or 206 response."""
-    etag = response.headers.get("ETag")
-    validator = (
-        etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
-    )
     if response.status_code == 206:
         match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
         if not match:
             raise TransientError(FailureClass.UNREACHABLE, "206 answer without a Content-Range")
         total = None if match.group(3) == "*" else int(match.group(3))
-        return int(match.group(1)), RemoteInfo(total, etag, validator)
+        return int(match.group(1)), _version(response, total)
     # the body is kept as sent (no decoding), so Content-Length is its size in any encoding
     length = response.headers.get("Content-Length")
     size = int(length) if length and length.isdigit() else None
-    return 0, RemoteInfo(size, etag, validator)
+    return 0, _version(response, size)
 
 
 class HttpTransport:
     """Reads http(s) URLs with one session (cookies carry Drive's confirmation)."""
 
-    def __init__(self, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, session: requests.Session | None = None, limits: TransferLimits | None = None
+    ) -> None:
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", USER_AGENT)
+        self.limits = limits or TransferLimits()
 
     def open(self, url: str, offset: int, validator: str | None) -> BytesBody:
         target, params = drive_download_url(url), {}
@@ -114,19 +134,20 @@ class HttpTransport:
                 if not self._complete_after_416(response, offset):
                     offset = 0  # the partial bytes are useless: restart cleanly
                     continue
-                info = RemoteInfo(offset, response.headers.get("ETag"), validator)
+                info = _version(response, offset)
                 response.close()
                 return BytesBody(info, offset, iter(()))
             start, info = _remote_info(response)
-            first = _first_block(response) if start == 0 else b""
+            reader = _Reader(response, url, self.limits)
+            first = reader.first(SNIFF_BYTES) if start == 0 else b""
             if start == 0 and self._is_page(response, first):
-                page = first + (response.raw.read(MAX_PAGE_BYTES, decode_content=False) or b"")
+                page = (first + reader.first(MAX_PAGE_BYTES))[:MAX_PAGE_BYTES]
                 page_url = response.url
                 response.close()
                 follow = read_page(page, page_url)  # raises unless it is a confirmation step
                 target, params, offset = follow.url, follow.params, 0
                 continue
-            return BytesBody(info, start, _raw_blocks(response, first), response)
+            return BytesBody(info, start, reader.blocks(first), response)
         raise FetchFailure(
             FailureClass.HTML_INSTEAD_OF_FILE,
             f"{url} kept answering with confirmation pages after {MAX_PAGE_HOPS} steps",
@@ -141,11 +162,14 @@ class HttpTransport:
             if validator:
                 headers["If-Range"] = validator
         try:
+            timeout = (self.limits.connect_timeout, self.limits.stall_timeout)
             response = self.session.get(
-                url, params=params, headers=headers, stream=True, timeout=TIMEOUT
+                url, params=params, headers=headers, stream=True, timeout=timeout
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientError(FailureClass.UNREACHABLE, _connection_failure(url, exc)) from None
+            failure = _connection_failure(url, exc, self.limits)
+            slow = isinstance(exc, requests.ReadTimeout)
+            raise TransientError(FailureClass.UNREACHABLE, failure, slow=slow) from None
         except requests.RequestException as exc:
             raise FetchFailure(FailureClass.UNREACHABLE, f"{url}: {exc}") from None
         if response.status_code != 416:

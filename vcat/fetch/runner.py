@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -64,7 +65,10 @@ def fetch_all(
             def report(phase: str, done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total, description=_label(source, phase))
 
-            outcome = fetch_source(source, workspace, options=options, progress=report)
+            def note(line: str) -> None:
+                bar.console.print(f"{escape(source.name)}: {escape(line)}", highlight=False)
+
+            outcome = fetch_source(source, workspace, options=options, progress=report, note=note)
             bar.update(task, description=_label(source, outcome.state))
             return outcome
 
@@ -80,4 +84,4 @@ def fetch_all(
 
 
 def _label(source: Source, phase: str) -> str:
-    return f"{source.name} [dim]{phase}[/dim]"
+    return f"{escape(source.name)} [dim]{phase}[/dim]"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from vcat.failures import FailureClass, FetchFailure, looks_like_html
 from vcat.fetch.download import RetryPolicy
+from vcat.fetch.limits import DEFAULT_LIMITS, TransferLimits
 from vcat.fetch.transport import Body, TransientError, transport_for
 
 DEFAULT_MAX_BYTES = 64 << 20
@@ -22,15 +23,17 @@ def fetch_bytes(
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    limits: TransferLimits = DEFAULT_LIMITS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bytes:
     """The whole content of ``url``; raises ``FetchFailure`` (with its class) when it fails.
 
-    Transient failures are retried with the backoff of ``policy``; a body larger than
-    ``max_bytes`` is ``oversized``, a short one ``truncated``, a web page where a file was
-    expected ``html_instead_of_file``.
+    Transient failures, and transfers that stall or crawl beyond ``limits``, are retried
+    with the backoff of ``policy``; a body larger than ``max_bytes`` is ``oversized`` (refused
+    before reading when the server announces it), a short one ``truncated``, a web page
+    where a file was expected ``html_instead_of_file``.
     """
-    transport = transport_for(url)
+    transport = transport_for(url, limits)
     failures = 0
     while True:
         try:
@@ -46,6 +49,11 @@ def fetch_bytes(
 
 def _read(url: str, body: Body, max_bytes: int) -> bytes:
     try:
+        if body.info.size is not None and body.info.size > max_bytes:
+            raise FetchFailure(
+                FailureClass.OVERSIZED,
+                f"{url} announces {body.info.size:,} bytes, more than {max_bytes:,}",
+            )
         chunks: list[bytes] = []
         received = 0
         for chunk in body.chunks():

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from vcat.failures import FailureClass, FetchFailure
+
+if TYPE_CHECKING:
+    from vcat.fetch.limits import TransferLimits
 
 BLOCK_SIZE = 1 << 20
 
@@ -25,16 +28,27 @@ class RemoteInfo:
     size: int | None
     etag: str | None
     validator: str | None  # sent back to resume only if the file is unchanged
+    last_modified: str | None = None
 
 
 class TransientError(FetchFailure):
-    """A failure that may go away on retry (connection reset, 5xx, 429, short body)."""
+    """A failure that may go away on retry (connection reset, 5xx, 429, short body).
+
+    ``slow``: the transfer stalled or crawled, so the few bytes it brought do not make the
+    attempt count as progress (a server that trickles would otherwise be retried forever).
+    """
 
     def __init__(
-        self, failure: FailureClass, reason: str, retry_after: float | None = None
+        self,
+        failure: FailureClass,
+        reason: str,
+        retry_after: float | None = None,
+        *,
+        slow: bool = False,
     ) -> None:
         super().__init__(failure, reason)
         self.retry_after = retry_after
+        self.slow = slow
 
 
 class Body(Protocol):
@@ -48,7 +62,12 @@ class Body(Protocol):
 
 class Transport(Protocol):
     def open(self, url: str, offset: int, validator: str | None) -> Body:
-        """The file's bytes from ``offset`` on (or from 0 when it cannot resume)."""
+        """The file's bytes from ``offset`` on (or from 0 when it cannot resume).
+
+        ``validator`` is the version the bytes before ``offset`` came from; a transport
+        sends it so the server restarts at 0 when the file changed since (``If-Range``,
+        ``If-Match``). The caller still checks ``Body.info`` against what it recorded.
+        """
         ...
 
 
@@ -70,17 +89,18 @@ class BytesBody:
             close()
 
 
-def transport_for(url: str) -> Transport:
-    """A new transport for ``url``'s scheme (http, https, s3 or file)."""
+def transport_for(url: str, limits: TransferLimits | None = None) -> Transport:
+    """A new transport for ``url``'s scheme (http, https, s3 or file) that keeps ``limits``
+    (default ``TransferLimits()``) on every read."""
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
         from vcat.fetch.http import HttpTransport
 
-        return HttpTransport()
+        return HttpTransport(limits=limits)
     if scheme == "s3":
         from vcat.fetch.s3 import S3Transport
 
-        return S3Transport()
+        return S3Transport(limits)
     if scheme == "file":
         from vcat.fetch.local import LocalTransport
 
