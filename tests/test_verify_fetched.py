@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -391,3 +392,35 @@ def test_a_folder_swapped_for_a_link_is_never_read_written_or_emptied_through(
         (root / folder).unlink()
     assert vcat("fetch", "scenes", "--no-dvc")[0] == 0
     assert verify()[0] == 0
+
+
+def test_fifos_in_the_work_area_or_as_the_manifest_are_refused_not_waited_on(
+    root: Path,
+) -> None:
+    area = root.parent / ".scenes.vcat"
+    (area / "manifests" / "images.stamps.tsv").unlink()
+    os.mkfifo(area / "manifests" / "images.stamps.tsv")
+    (area / "records" / "notes.json").unlink()
+    os.mkfifo(area / "records" / "notes.json")
+    os.mkfifo(root.parent / "manifest.tsv")
+    project = root.parent.parent.parent
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [VCAT, *args], cwd=project, capture_output=True, text=True, timeout=120
+        )
+
+    status = run("status", "scenes")
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"images +changed", status.stdout)  # no stamps to prove it by
+    assert re.search(r"notes +fetched", status.stdout)  # no record: present, not verified
+    verified = run("verify", "scenes")
+    assert verified.returncode == 0, verified.stdout  # hashed, and stamps written anew
+    assert not stat_is_fifo(area / "manifests" / "images.stamps.tsv")
+    manifest = run("verify", "scenes", "--manifest", str(root.parent / "manifest.tsv"))
+    assert manifest.returncode == 2
+    assert "manifest.tsv: cannot read: a FIFO (named pipe), not a regular file" in (manifest.stderr)
+
+
+def stat_is_fifo(path: Path) -> bool:
+    return stat.S_ISFIFO(os.lstat(path).st_mode)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from vcat.failures import FetchFailure
 from vcat.fetch.download import PartialFile
+from vcat.regular import NotRegularFile, open_regular
 
 # "unpacking": an archive is verified and being moved into place; not finished
 RecordState = Literal["verified", "fetched", "failed", "unpacking"]
@@ -106,9 +107,12 @@ class Workspace:
         return self.area / "records" / f"{source}.json"
 
     def read_record(self, source: str) -> SourceRecord | None:
+        """The record of ``source``; None when there is none or it is not a readable record
+        (a FIFO or device there is not opened)."""
         try:
-            return SourceRecord.model_validate_json(self.record_path(source).read_text())
-        except (FileNotFoundError, ValidationError):
+            with open_regular(self.record_path(source)) as stream:
+                return SourceRecord.model_validate_json(stream.read())
+        except (FileNotFoundError, NotRegularFile, ValidationError):
             return None
 
     def write_record(self, source: str, record: SourceRecord) -> None:

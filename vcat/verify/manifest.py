@@ -51,6 +51,7 @@ from typing import IO, Any, Literal, NamedTuple
 
 from vcat.failures import ADVICE, FailureClass, looks_like_html
 from vcat.hashing import ALGORITHMS, NOT_READ, hash_paths, kind_of, open_regular
+from vcat.regular import open_regular as open_file
 from vcat.verify.paths import escape_path, unescape_path
 from vcat.verify.stamps import Stamp
 
@@ -535,7 +536,7 @@ def read_manifest(path: Path) -> Manifest:
     line count that disagrees with the header.
     """
     try:
-        with path.open("rb") as raw:
+        with open_file(path) as raw:  # a FIFO given as the manifest is refused, not waited on
             packed = raw.read(2) == b"\x1f\x8b"
             raw.seek(0)
             unpacked = gzip.GzipFile(fileobj=raw, mode="rb") if packed else nullcontext(raw)

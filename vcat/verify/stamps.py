@@ -14,12 +14,14 @@ with the same size whose modification time was then restored still shows as chan
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from vcat.regular import open_regular
 from vcat.verify.paths import escape_path, unescape_path
 
 MAGIC = "# vcat-stamps 1"
@@ -63,7 +65,7 @@ def read_stamps(path: Path) -> dict[str, Stamp]:
     missing stamp only means the file is hashed again."""
     stamps: dict[str, Stamp] = {}
     try:
-        with path.open(encoding="utf-8", newline="\n") as stream:
+        with io.TextIOWrapper(open_regular(path), encoding="utf-8", newline="\n") as stream:
             if stream.readline().rstrip("\n") != MAGIC:
                 return {}
             for line in stream:
