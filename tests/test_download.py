@@ -233,3 +233,14 @@ def test_verify_file_classes(tmp_path: Path) -> None:
         with pytest.raises(FetchFailure) as caught:
             verify_file(good, expect())
         assert caught.value.failure == failure, failure
+
+
+def test_ctrl_c_after_the_last_block_is_still_an_interruption(
+    server: MisbehavingServer, tmp_path: Path
+) -> None:
+    # the last block arrives after the user pressed Ctrl-C: nothing may count as finished
+    url = server.add("/last.bin", Route(DATA))
+    partial = PartialFile(tmp_path / "last.part")
+    interrupted(url, partial, len(DATA), expect())
+    assert partial.size() == len(DATA)
+    assert fetch(url, partial) == DATA  # the next run finds every byte kept

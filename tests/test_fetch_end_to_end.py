@@ -22,6 +22,16 @@ from vcat.seaweedfs import S3Credentials, SeaweedS3
 
 VCAT = str(Path(sys.executable).with_name("vcat"))
 BIG = random.Random(3).randbytes(24 << 20)
+# A test run started by a shell in the background (`pytest ... &` in a script, as under a
+# load generator) inherits SIGINT as ignored; an ignored signal stays ignored across exec, so
+# Python installs no KeyboardInterrupt handler and `vcat fetch` rightly finishes the download
+# (exit 0). The interrupt tests start vcat through this launcher, which restores the default.
+DEFAULT_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
 GITIGNORE = "/data/**\n!/data/**/\n!/data/**/*.dvc\n!/data/**/.gitignore\n.vcat/\n"
 
 
@@ -87,7 +97,7 @@ def start_slow_fetch(tmp_path: Path, server: MisbehavingServer, min_bytes: int) 
     url = server.add("/big.bin", route)
     project = make_project(tmp_path / "project", {"big": entry_yaml(url, BIG, "big.bin")})
     process = subprocess.Popen(
-        [VCAT, "fetch", "big", "--no-dvc"],
+        [*DEFAULT_SIGINT, VCAT, "fetch", "big", "--no-dvc"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

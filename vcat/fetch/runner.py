@@ -47,8 +47,10 @@ def fetch_all(
     """Fetch ``sources`` into ``root``, ``jobs`` at a time; outcomes in catalog order.
 
     Holds the root's lock for the whole run (``Busy`` when another fetch holds it). On
-    Ctrl-C the workers stop at their next block, keep their bytes, and the interrupt is
-    re-raised once they have.
+    Ctrl-C the workers stop at their next block (or while waiting to retry), keep their
+    bytes, place nothing they had not verified yet, and the interrupt is re-raised once
+    they have. A process started with SIGINT ignored (a background job of a shell without
+    job control, ``nohup``) keeps ignoring it, as POSIX asks: Ctrl-C does not reach it.
     """
     options = options or FetchOptions()
     cancel = options.cancel or threading.Event()
@@ -73,8 +75,10 @@ def fetch_all(
             return outcome
 
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fetch") as pool:
-            futures = [pool.submit(run, source) for source in sources]
             try:
+                # submitted inside the try: a Ctrl-C between two submits must stop the
+                # downloads already started, not wait for them to finish
+                futures = [pool.submit(run, source) for source in sources]
                 wait(futures)
             except KeyboardInterrupt:
                 cancel.set()
