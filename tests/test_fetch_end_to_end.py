@@ -90,12 +90,33 @@ class SlowFetch:
         return self.project / "data" / "sources" / ".big.vcat" / "partial" / "main.part"
 
 
-def start_slow_fetch(tmp_path: Path, server: MisbehavingServer, min_bytes: int) -> SlowFetch:
+def unpublished_yaml(url: str, filename: str) -> str:
+    """An entry whose source publishes neither size nor checksum."""
+    return f"""title: Test data
+description: One file from a local server, as its guide gives it.
+licence: {{name: CC0-1.0, redistribution: allowed}}
+access: {{kind: public}}
+sources:
+  - name: main
+    url: {url}
+    filename: {filename}
+    checksum: unpublished
+"""
+
+
+def start_slow_fetch(
+    tmp_path: Path,
+    server: MisbehavingServer,
+    min_bytes: int,
+    route: Route | None = None,
+    published: bool = True,
+) -> SlowFetch:
     """Start the fetch and return once ``min_bytes`` are in the partial file, checking all
     along that nothing appears at the final path."""
-    route = Route(BIG, "slow")
+    route = route or Route(BIG, "slow")
     url = server.add("/big.bin", route)
-    project = make_project(tmp_path / "project", {"big": entry_yaml(url, BIG, "big.bin")})
+    text = entry_yaml(url, BIG, "big.bin") if published else unpublished_yaml(url, "big.bin")
+    project = make_project(tmp_path / "project", {"big": text})
     process = subprocess.Popen(
         [*DEFAULT_SIGINT, VCAT, "fetch", "big", "--no-dvc"],
         cwd=project,
@@ -147,6 +168,41 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
     assert 0 < kept < len(BIG)
     assert not fetch.final.exists()
     finish_and_check_resumed(fetch, kept)
+
+
+MONDAY = "Mon, 01 Dec 2025 10:00:00 GMT"
+TUESDAY = "Tue, 02 Dec 2025 10:00:00 GMT"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({}, {}),
+        ({}, {"if_range": "ignore"}),
+        (
+            {"send_etag": False, "last_modified": MONDAY},
+            {"send_etag": False, "last_modified": TUESDAY, "if_range": "ignore"},
+        ),
+    ],
+    ids=["new-etag", "ignores-if-range", "last-modified-ignores-if-range"],
+)
+def test_a_file_replaced_upstream_between_runs_is_placed_whole(
+    tmp_path: Path, server: MisbehavingServer, before: dict[str, object], after: dict[str, object]
+) -> None:
+    """No checksum would catch a splice here: only the version check keeps it whole."""
+    route = Route(BIG, "slow", **before)  # type: ignore[arg-type]
+    fetch = start_slow_fetch(tmp_path, server, 4 << 20, route, published=False)
+    fetch.process.send_signal(signal.SIGKILL)
+    fetch.process.communicate()
+    assert 0 < fetch.partial.stat().st_size < len(BIG)
+    replaced = random.Random(5).randbytes(len(BIG))
+    route.data, route.behaviour = replaced, "good"
+    for name, value in after.items():
+        setattr(route, name, value)
+    out = run([VCAT, "fetch", "big", "--no-dvc"], fetch.project)
+    assert "fetched" in out
+    assert fetch.final.read_bytes() == replaced
 
 
 @pytest.fixture
