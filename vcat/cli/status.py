@@ -69,7 +69,9 @@ def status(
             "roots": {entry: str(root) for entry, root in roots.items()},
             "items": [row.__dict__ for row in rows],
         }
-        stdout.print_json(json.dumps(document))
+        # plain json (escaped to ASCII, as `catalog list --json`): Rich's print_json runs its
+        # highlighter over the whole text, seconds for 2,000 entries
+        typer.echo(json.dumps(document, indent=2))
         return
     cells = [
         [literal(row.entry), literal(row.part), literal(row.name),
