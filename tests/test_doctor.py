@@ -302,11 +302,11 @@ def test_absent_objects_are_counted_not_problems(
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
     out = doctor(clone, monkeypatch, code=0)
-    assert "workspace file(s) have no object in the cache yet (`dvc pull` fetches them)" in out
+    assert "tracked path(s) have no object in the cache yet (`dvc pull` fetches them)" in out
     assert "no problems found" in out
     run([DVC, "pull", "-q"], clone)
     cache_object(clone, FILES["f0.txt"]).chmod(0o644)
     cache_object(clone, FILES["f0.txt"]).unlink()
     out = doctor(clone, monkeypatch, code=0)
-    assert "1 workspace file(s) have no object in the cache yet" in out
+    assert "1 tracked path(s) have no object in the cache yet" in out
     assert "data/src/f0.txt" in out

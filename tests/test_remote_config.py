@@ -296,6 +296,8 @@ def test_up_restarts_a_server_an_older_version_started_with_open_ports(
 
         assert answers_within(state.endpoint, 60)
         write_state(ServerState(**{**state.__dict__, "pid": old.pid}))
+        (data_dir / "state.json").chmod(0o644)  # as an older vcat may have left them
+        server_dir.chmod(0o755)
         assert not process_is_locked_down(old.pid, server_dir)
         status = vcat(checkout, monkeypatch, "remote", "status", "--json", code=0)
         assert json.loads(status)["ports_closed"] is False
@@ -309,6 +311,7 @@ def test_up_restarts_a_server_an_older_version_started_with_open_ports(
         new_pid = restarted.pid
         assert process_is_locked_down(new_pid, server_dir)
         assert mode(server_dir / "security.toml") == 0o600
+        assert mode(data_dir / "state.json") == 0o600 and mode(server_dir) == 0o700
         assert "already running" in vcat(checkout, monkeypatch, "remote", "up", code=0)
         status = vcat(checkout, monkeypatch, "remote", "status", "--json", code=0)
         assert json.loads(status)["ports_closed"] is True

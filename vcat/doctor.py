@@ -339,10 +339,12 @@ def check_cache(
     missing: list[str] = []
     removed = 0
     queue: dict[Path, CacheObject] = {item.path: item for item in plain}
+    listings_checked = 0
     for listing in folders:
         if not listing.path.exists():
             missing += [_show(root, place) for place in listing.workspace]
             continue
+        listings_checked += 1
         bad = _verify(listing, None)
         entries = listing_entries(listing) if bad is None else bad
         if isinstance(entries, str):
@@ -375,7 +377,7 @@ def check_cache(
             f"run `dvc pull` to fetch the {removed} removed object(s) again and put their "
             "files back in the workspace"
         )
-    return findings, len(folders) + len(present), checked_bytes, sorted(missing), steps
+    return findings, listings_checked + len(present), checked_bytes, sorted(missing), steps
 
 
 def _verify(item: CacheObject, progress: Progress | None) -> str | None:

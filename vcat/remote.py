@@ -378,6 +378,10 @@ def remote_up(
     notes: list[str] = []
     with _locked(folder):
         state = read_state(folder)
+        # what an older vcat left readable by others: the credentials and the server's data
+        tighten(state_path(folder))
+        if (folder / "server").is_dir():
+            private_dir(folder / "server")
         if state is None:
             state = new_state(name, folder)
         elif state.name != name:

@@ -75,7 +75,7 @@ def doctor(fix: FixOption = False) -> None:
     if report.missing:
         shown = ", ".join(report.missing[:5]) + (" ..." if len(report.missing) > 5 else "")
         stdout.print(
-            f"{len(report.missing)} workspace file(s) have no object in the cache yet "
+            f"{len(report.missing)} tracked path(s) have no object in the cache yet "
             f"(`dvc pull` fetches them): {escape(shown)}",
             highlight=False,
         )
