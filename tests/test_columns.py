@@ -1,15 +1,17 @@
-"""``print_columns`` prints what Rich's borderless table prints, without drawing one."""
+"""``print_table`` prints exactly what Rich prints for the same table, drawn directly."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import pytest
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
-from vcat.cli.columns import print_columns
+from vcat.cli.columns import print_table
 from vcat.display import literal
 
 HEADERS = ["entry", "part", "name", "state", "detail"]
@@ -22,45 +24,97 @@ ROWS: dict[str, list[list[str]]] = {
     "wide-characters": [["数据集", "source", "名前", "fetched", "présent ✓"]],
     "controls-made-visible": [["esc\x1b[31m", "source", "del\x7fhere", "failed:http", "bell\x07"]],
     "markup-is-text": [["[bold]x[/bold]", "source", "[/red]", "partial", "[link=x]y"]],
-    "trailing-spaces": [["a ", " b", "c", "absent", "  "]],
+    "spaces": [["a ", " b", "c", "absent", "  "]],
 }  # fmt: skip
 
+#: The tables vcat prints: `vcat status` (borderless) and `vcat catalog list` (boxed).
+LAYOUTS: dict[str, Callable[[], Table]] = {
+    "status": lambda: Table(*HEADERS, box=None, pad_edge=False),
+    "catalog-list": lambda: Table(Column(HEADERS[0], no_wrap=True, style="bold"), *HEADERS[1:]),
+    "rounded-padded": lambda: Table(*HEADERS, box=box.ROUNDED),
+    "borderless-padded": lambda: Table(*HEADERS, box=None),
+}
 
-def rendered(headers: list[str], rows: list[list[Text]], width: int, via_table: bool) -> str:
-    console = Console(file=io.StringIO(), width=width, soft_wrap=True, color_system=None)
-    if via_table:
-        table = Table(*headers, box=None, pad_edge=False)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+
+def filled(layout: str, rows: list[list[str]]) -> Table:
+    table = LAYOUTS[layout]()
+    for row in rows:
+        table.add_row(*(literal(value, "red" if i == 3 else "") for i, value in enumerate(row)))
+    return table
+
+
+def printed(make: Callable[[], Table], width: int, fast: bool, **console: object) -> str:
+    out = io.StringIO()
+    target = Console(file=out, width=width, soft_wrap=True, color_system=None, **console)
+    if fast:
+        print_table(target, make())
     else:
-        print_columns(console, headers, rows)
-    output = console.file.getvalue()
-    assert isinstance(output, str)
-    return output
+        target.print(make())
+    return out.getvalue()
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("rows", list(ROWS.values()), ids=list(ROWS))
-def test_same_text_as_the_table(rows: list[list[str]]) -> None:
-    cells = [
-        [literal(value, "red" if i == 3 else "") for i, value in enumerate(row)] for row in rows
-    ]
-    table = rendered(HEADERS, cells, 200, via_table=True)
-    assert rendered(HEADERS, cells, 200, via_table=False) == table
-    assert "\x1b" not in table and "\x07" not in table
+def test_same_text_as_rich(layout: str, rows: list[list[str]]) -> None:
+    expected = printed(lambda: filled(layout, rows), 200, fast=False)
+    assert printed(lambda: filled(layout, rows), 200, fast=True) == expected
+    assert "\x1b" not in expected and "\x07" not in expected
 
 
-def test_lines_too_wide_for_the_console_fold_as_in_the_table() -> None:
-    cells = [[literal("x" * 60), literal("y" * 60), literal("z"), literal("absent"), literal("")]]
-    assert rendered(HEADERS, cells, 80, via_table=False) == rendered(
-        HEADERS, cells, 80, via_table=True
-    )
-    assert max(len(line) for line in rendered(HEADERS, cells, 80, False).splitlines()) <= 80
+def test_same_colours_as_rich_in_a_terminal() -> None:
+    rows = ROWS["many"]
+    for layout in LAYOUTS:
+        fast = printed(lambda layout=layout: filled(layout, rows), 200, True, force_terminal=True)
+        rich = printed(lambda layout=layout: filled(layout, rows), 200, False, force_terminal=True)
+        assert Text.from_ansi(fast).plain == Text.from_ansi(rich).plain
 
 
-@pytest.mark.parametrize("cell", ["two\nlines", "a\ttab", "carriage\rreturn", "line\u2028sep"])
-def test_a_cell_with_a_line_break_or_tab_is_drawn_by_the_table(cell: str) -> None:
-    cells = [[Text(cell), Text("b"), Text("c"), Text("d"), Text("e")]]
-    assert rendered(HEADERS, cells, 200, via_table=False) == rendered(
-        HEADERS, cells, 200, via_table=True
-    )
+def test_an_ascii_only_console_gets_rich_s_ascii_box() -> None:
+    rows = ROWS["plain"]
+    make = lambda: filled("catalog-list", rows)  # noqa: E731
+    fast = printed(make, 200, True, legacy_windows=True, safe_box=True)
+    assert fast == printed(make, 200, False, legacy_windows=True, safe_box=True)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_lines_too_wide_for_the_console_fold_as_rich_folds_them(layout: str) -> None:
+    rows = [["x" * 60, "y" * 60, "z", "absent", ""]]
+    expected = printed(lambda: filled(layout, rows), 80, fast=False)
+    assert printed(lambda: filled(layout, rows), 80, fast=True) == expected
+    assert max(len(line) for line in expected.splitlines()) <= 80
+
+
+@pytest.mark.parametrize(
+    "cell", ["two\nlines", "a\ttab", "carriage\rreturn", "line\u2028sep", "form\x0cfeed"]
+)
+def test_a_cell_with_a_line_break_or_tab_is_left_to_rich(cell: str) -> None:
+    def make() -> Table:
+        table = Table(*HEADERS, box=None, pad_edge=False)
+        table.add_row(Text(cell), Text("b"), Text("c"), Text("d"), Text("e"))
+        return table
+
+    assert printed(make, 200, fast=True) == printed(make, 200, fast=False)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Table("a", "b", title="A title"),
+        lambda: Table("a", "b", show_lines=True),
+        lambda: Table("a", "b", show_header=False),
+        lambda: Table("a", "b", padding=(0, 2)),
+        lambda: Table("a", "b", row_styles=["dim", ""]),
+        lambda: Table("a", Column("b", justify="right")),
+        lambda: Table("a", "b", expand=True),
+        lambda: Table("[bold]a[/bold]", "b"),
+    ],
+    ids=["title", "lines", "no-header", "padding", "row-styles", "right", "expand", "markup"],
+)
+def test_other_tables_are_left_to_rich(make: Callable[[], Table]) -> None:
+    def filled_table() -> Table:
+        table = make()
+        table.add_row(Text("one"), Text("two"))
+        table.add_row("[i]markup[/i] string", Text("2"))
+        return table
+
+    assert printed(filled_table, 100, fast=True) == printed(filled_table, 100, fast=False)

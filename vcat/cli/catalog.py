@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Column, Table
 
+from vcat.cli.columns import print_table
 from vcat.cli.common import find_entry, stderr, stdout
 from vcat.cli.options import CatalogOption, JsonOption
 from vcat.controls import visible
@@ -80,7 +81,7 @@ def list_entries(
         cells = (entry.name, entry.kind, entry.spec.title, summary["access"],
                  summary["redistribution"], len(summary["files"]))  # fmt: skip
         table.add_row(*(literal(cell) for cell in cells))
-    stdout.print(table)
+    print_table(stdout, table)
 
 
 @app.command("show")

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from vcat.catalog.loader import load_catalog
-from vcat.cli.columns import print_columns
+from vcat.cli.columns import print_table
 from vcat.cli.common import fail, load_entry, root_of, stdout
 from vcat.cli.options import CatalogOption, JsonOption
 from vcat.display import literal
@@ -73,9 +74,9 @@ def status(
         # highlighter over the whole text, seconds for 2,000 entries
         typer.echo(json.dumps(document, indent=2))
         return
-    cells = [
-        [literal(row.entry), literal(row.part), literal(row.name),
-         literal(row.state, _style(row.state)), literal(row.detail)]
-        for row in rows
-    ]  # fmt: skip
-    print_columns(stdout, ["entry", "part", "name", "state", "detail"], cells)
+    table = Table("entry", "part", "name", "state", "detail", box=None, pad_edge=False)
+    for row in rows:
+        state = literal(row.state, _style(row.state))
+        table.add_row(literal(row.entry), literal(row.part), literal(row.name), state,
+                      literal(row.detail))  # fmt: skip
+    print_table(stdout, table)
