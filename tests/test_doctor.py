@@ -310,3 +310,41 @@ def test_absent_objects_are_counted_not_problems(
     out = doctor(clone, monkeypatch, code=0)
     assert "1 tracked path(s) have no object in the cache yet" in out
     assert "data/src/f0.txt" in out
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"md5": "../../../../../victim.txt", "relpath": "a.txt"},
+        {"md5": "0" * 32, "relpath": "../../../victim.txt"},  # project/../victim.txt
+        {"md5": "0" * 32, "relpath": "/tmp/victim.txt"},
+    ],
+    ids=["object-name", "relative-path", "absolute-path"],
+)
+def test_a_listing_that_names_paths_out_of_the_cache_or_folder_touches_nothing_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: dict[str, str]
+) -> None:
+    """A listing whose name matches its content but which DVC did not write (a crafted
+    commit, a hostile remote) is reported and removed; no path it names is opened or removed."""
+    import json
+
+    project = make_checkout(tmp_path / "project", repro=False, push=False)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"not yours\n")
+    listing = json.dumps([entry]).encode()
+    digest = hashlib.md5(listing).hexdigest()
+    stored = cache_object(project, listing).with_name(digest[2:] + ".dir")
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_bytes(listing)
+    # a damaged object with the victim's bytes: the victim would pass for a copy of it
+    zeros = project / ".dvc" / "cache" / "files" / "md5" / "00" / ("0" * 30)
+    zeros.parent.mkdir(parents=True, exist_ok=True)
+    zeros.write_bytes(b"not yours\n")
+    (project / "data" / "evil.dvc").write_text(
+        f"outs:\n- md5: {digest}.dir\n  size: 10\n  nfiles: 1\n  hash: md5\n  path: evil\n"
+    )
+    out = doctor(project, monkeypatch, code=1)
+    assert "damaged: the listing of folder data/evil" in out and "which DVC does not write" in out
+    doctor(project, monkeypatch, "--fix", code=0)
+    assert not stored.exists()
+    assert victim.read_bytes() == b"not yours\n"

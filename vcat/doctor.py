@@ -37,6 +37,7 @@ import yaml
 from vcat.problems import Problem, Severity
 
 LOCK_FILE = "dvc.lock"
+_OBJECT_NAME = re.compile(r"[0-9a-f]{32}")
 #: Called with the number of bytes just hashed (for a progress bar).
 Progress = Callable[[int], None]
 
@@ -279,6 +280,8 @@ def referenced_objects(root: Path) -> list[CacheObject]:
             if not out.use_cache or not out.hash_info or not out.hash_info.value:
                 continue  # not cached, or a stage that never ran
             oid = str(out.hash_info.value)
+            if not _OBJECT_NAME.fullmatch(oid.removesuffix(".dir")):
+                continue  # not an MD5 (another kind of hash): not named by its content
             path = Path(out.cache.oid_to_path(oid))
             entry = objects.setdefault(path, CacheObject(path, oid, out.hash_name))
             entry.workspace.append(Path(out.fs_path))
@@ -299,6 +302,11 @@ def listing_entries(listing: CacheObject) -> list[CacheObject] | str:
         files = [(str(entry["md5"]), str(entry["relpath"])) for entry in entries]
     except (OSError, ValueError, TypeError, KeyError) as exc:
         return f"{type(exc).__name__}: {exc}"
+    for oid, relpath in files:
+        # names from a file: never a path out of the cache or the folder
+        parts = Path(relpath).parts
+        if not _OBJECT_NAME.fullmatch(oid) or not parts or ".." in parts or relpath[0] == "/":
+            return f"it lists {relpath!r} with object {oid!r}, which DVC does not write"
     cache = listing.path.parent.parent
     found = []
     for oid, relpath in files:

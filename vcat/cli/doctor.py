@@ -46,15 +46,18 @@ def doctor(fix: FixOption = False) -> None:
     bars = stderr_bars(
         TextColumn("hashing cache objects"), BarColumn(), DownloadColumn(), TimeRemainingColumn()
     )
+    tasks = []  # the bar appears once the bytes to hash are known
+
+    def total(size: int) -> None:
+        tasks.append(bars.add_task("hash", total=size))
+
+    def progress(size: int) -> None:
+        if tasks:
+            bars.advance(tasks[0], size)
+
     with bars:
-        task = bars.add_task("hash", total=None)
         try:
-            report = diagnose(
-                root,
-                fix=fix,
-                progress=lambda size: bars.advance(task, size),
-                total=lambda size: bars.update(task, total=size),
-            )
+            report = diagnose(root, fix=fix, progress=progress, total=total)
         except DoctorError as exc:
             fail(str(exc))
     for finding in report.findings:
