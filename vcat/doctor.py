@@ -284,7 +284,9 @@ def referenced_objects(root: Path) -> list[CacheObject]:
                 continue  # not an MD5 (another kind of hash): not named by its content
             path = Path(out.cache.oid_to_path(oid))
             entry = objects.setdefault(path, CacheObject(path, oid, out.hash_name))
-            entry.workspace.append(Path(out.fs_path))
+            place = Path(out.fs_path)
+            if place.resolve().is_relative_to(root.resolve()):  # never touch a path outside
+                entry.workspace.append(place)
     except Exception as exc:  # DVC fails on some files with a bare KeyError
         reason = str(exc) if isinstance(exc, DvcException) else f"{type(exc).__name__}: {exc}"
         raise DoctorError(
