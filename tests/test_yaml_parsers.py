@@ -213,7 +213,7 @@ def test_a_file_over_the_size_limit_is_refused_without_reading_it_all(
     with pytest.raises(CatalogError) as raised:
         load_yaml(path)
     assert raised.value.problems[0].line == 1
-    assert f"limited to {MAX_FILE_BYTES:,} bytes" in raised.value.problems[0].message
+    assert f"larger than {MAX_FILE_BYTES:,} bytes" in raised.value.problems[0].message
 
 
 @pytest.mark.parametrize("kind", ["fifo", "folder", "device", "dangling-link"])

@@ -119,8 +119,8 @@ def read_source(path: Path) -> bytes:
         raise CatalogError(
             path,
             1,
-            f"file is over {MAX_FILE_BYTES:,} bytes; catalog entries are limited to "
-            f"{MAX_FILE_BYTES:,} bytes (move long lists into a source file)",
+            f"file is larger than {MAX_FILE_BYTES:,} bytes, the limit for a catalog entry "
+            "(move long lists into a source file)",
         )
     return raw
 
