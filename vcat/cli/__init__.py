@@ -47,6 +47,10 @@ COMMANDS = {
         "Run one pipeline stage (dvc.yaml calls these); settings come from params.yaml.",
     ),
     "shards": ("vcat.cli.shards:app", "Folders of WebDataset shards (vcat.shards)."),
+    "settings": (
+        "vcat.cli.settings:app",
+        "This checkout's local settings: remembered dataset roots and readable local folders.",
+    ),
     "doctor": (
         "vcat.cli.doctor:doctor",
         "Check dvc.lock, .dvc files, DVC's config and cache objects; --fix repairs them.",
