@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -414,3 +415,71 @@ def test_dvc_refusing_to_track_is_an_error_that_keeps_the_data(
     assert "the data is in place but DVC did not track it" in out
     assert "dvc add data/sources/flickr" in out
     assert (project / "data" / "sources" / "flickr" / "list.gz").read_bytes() == LIST
+
+
+def test_a_stalled_source_fails_naming_each_attempt_and_places_nothing(
+    project: Path, server: MisbehavingServer
+) -> None:
+    url = server.add("/list.gz", Route(LIST, "stall", cut=1000))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    code, out = vcat("fetch", "flickr", "--no-dvc", "--stall-timeout", "0.5", "--retries", "2")
+    assert code == 1
+    assert "list: attempt 1 of 2 failed: " in out and "(the transfer stalled)" in out
+    assert "2,000 bytes kept to resume" in out  # 1,000 bytes from each attempt
+    assert status_of("flickr")[("source", "list")]["state"] == "partial"
+    assert not (project / "data" / "sources" / "flickr" / "list.gz").exists()
+
+
+def test_a_crawling_source_fails_as_too_slow(project: Path, server: MisbehavingServer) -> None:
+    url = server.add("/list.gz", Route(LIST, "trickle", interval=0.01))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    options = ["--min-speed", "10K", "--speed-window", "1", "--retries", "1"]
+    code, out = vcat("fetch", "flickr", "--no-dvc", *options)
+    assert code == 1
+    assert "the transfer crawled" in out and "bytes kept to resume" in out
+    assert status_of("flickr")[("source", "list")]["state"] == "partial"
+
+
+@pytest.mark.parametrize("behaviour", ["endless", "good"])
+def test_a_source_without_a_size_stops_at_the_ceiling_and_its_bytes_go(
+    project: Path, server: MisbehavingServer, behaviour: str
+) -> None:
+    url = server.add("/list.gz", Route(LIST, behaviour))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", None))
+    code, out = vcat("fetch", "flickr", "--no-dvc", "--max-size", "100K")
+    assert code == 1
+    assert "oversized" in out and "--max-size" in out
+    assert status_of("flickr")[("source", "list")]["state"] == "failed:oversized"
+    assert not (project / "data" / "sources" / "flickr" / "list.gz").exists()
+    partials = project / "data" / "sources" / ".flickr.vcat" / "partial"
+    assert not partials.exists() or list(partials.iterdir()) == []
+    if behaviour == "good":  # the default ceiling lets the whole file through
+        code, out = vcat("fetch", "flickr", "--no-dvc")
+        assert code == 0, out
+
+
+def test_a_refused_connection_says_each_attempt_on_stderr(project: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/list.gz"
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    result = runner.invoke(app, ["fetch", "flickr", "--no-dvc", "--retries", "2"])
+    assert result.exit_code == 1
+    line = f"list: attempt 1 of 2 failed: 127.0.0.1:{port} refused the connection; retrying in"
+    assert line in result.stderr
+    assert "failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--max-size", "lots"), ("--min-speed", "-3"), ("--stall-timeout", "0")],
+)
+def test_bad_transfer_limits_exit_2_naming_the_option(
+    project: Path, server: MisbehavingServer, option: str, value: str
+) -> None:
+    url = server.add("/list.gz", Route(LIST))
+    write_entry(project, "flickr", source_yaml("list", url, "list.gz", LIST))
+    code, out = vcat("fetch", "flickr", "--no-dvc", option, value)
+    assert code == 2
+    assert option in out and "Traceback" not in out
