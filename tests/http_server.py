@@ -235,3 +235,16 @@ class MisbehavingServer(ThreadingHTTPServer):
     def add(self, path: str, route: Route) -> str:
         self.routes[path] = route
         return self.url(path)
+
+
+def s3_environment(server: MisbehavingServer) -> dict[str, str]:
+    """Variables that make boto-based clients take ``server`` for an S3 endpoint: a GET of
+    ``s3://bucket/key`` asks it for ``/bucket/key`` (it ignores If-Match and signatures)."""
+    return {
+        "AWS_ENDPOINT_URL_S3": server.url(""),
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }

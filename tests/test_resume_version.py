@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.http_server import MisbehavingServer, Route
+from tests.http_server import MisbehavingServer, Route, s3_environment
 from vcat.catalog.fields import Checksum
 from vcat.fetch.download import Cancelled, Expected, PartialFile, RetryPolicy, download
 from vcat.fetch.http import HttpTransport
@@ -142,12 +142,8 @@ def test_an_unchanged_file_is_resumed_where_it_stopped(
 def s3_endpoint(server: MisbehavingServer, monkeypatch: pytest.MonkeyPatch) -> MisbehavingServer:
     """The test server as an S3 endpoint: it answers GETs of /bucket/key like S3 would,
     and ignores If-Match as a server that does not implement it."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.url(""))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    for name, value in s3_environment(server).items():
+        monkeypatch.setenv(name, value)
     return server
 
 

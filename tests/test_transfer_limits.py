@@ -14,12 +14,13 @@ from typing import TypeVar
 
 import pytest
 
-from tests.http_server import MisbehavingServer, Route
+from tests.http_server import MisbehavingServer, Route, s3_environment
 from vcat.catalog.fields import Checksum
 from vcat.failures import FailureClass, FetchFailure
 from vcat.fetch.download import Cancelled, Expected, PartialFile, RetryPolicy, download
 from vcat.fetch.http import HttpTransport
 from vcat.fetch.limits import GuardedReader, SpeedCheck, TransferLimits
+from vcat.fetch.s3 import S3Transport
 from vcat.fetch.small import fetch_bytes
 from vcat.fetch.transport import TransientError
 
@@ -325,3 +326,34 @@ def test_command_line_sizes_are_read_with_units() -> None:
         TransferLimits.from_options(5, "10K", 30, "lots")
     with pytest.raises(ValueError, match="--stall-timeout"):
         TransferLimits.from_options(0, "10K", 30, "1G")
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        (Route(DATA, "stall", cut=10), "(the transfer stalled)"),
+        (Route(DATA, "trickle", interval=0.01), "(the transfer crawled)"),
+    ],
+    ids=["stall", "trickle"],
+)
+def test_s3_reads_keep_the_same_limits(
+    server: MisbehavingServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    route: Route,
+    message: str,
+) -> None:
+    for name, value in s3_environment(server).items():
+        monkeypatch.setenv(name, value)
+    server.add("/bucket/slow.bin", route)
+    partial = PartialFile(tmp_path / "slow.part")
+
+    def run() -> None:
+        download(
+            "s3://bucket/slow.bin", expect(), partial, S3Transport(SHORT), policy=TWO_TRIES,
+            limits=SHORT, sleep=lambda _: None,
+        )  # fmt: skip
+
+    failure = failure_of(run)
+    assert failure.failure == FailureClass.UNREACHABLE
+    assert message in failure.reason and "gave up after 2 attempts" in failure.reason
