@@ -294,49 +294,63 @@ def test_a_fifo_or_link_to_one_never_hangs_a_check(root: Path, tmp_path: Path) -
     }
 
 
-MANY = {f"{i:04d}.jpg": random.Random(i).randbytes(2000) for i in range(1500)}
+MANY = {f"{i:04d}.jpg": random.Random(i).randbytes(2000) for i in range(1000)}
 
 
-@pytest.mark.slow
-def test_a_fetch_killed_while_placing_an_archive_leaves_a_tree_that_fails_until_repaired(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: MisbehavingServer
-) -> None:
-    archive = tar_gz(MANY, {})
-    project = tmp_path / "project"
-    (project / "catalog" / "datasets").mkdir(parents=True)
-    (project / "catalog" / "models").mkdir()
-    (project / "dvc.yaml").write_text("stages: {}\n")
-    monkeypatch.chdir(project)
-    url = server.add("/many.tar.gz", Route(archive))
+def many_entry(project: Path, server: MisbehavingServer, files: dict[str, bytes]) -> None:
+    """Entry ``scenes``: one archive whose top level holds ``files``, served at one URL."""
+    archive = tar_gz(files, {})
+    route = server.routes.get("/many.tar.gz")
+    if route is None:
+        url = server.add("/many.tar.gz", Route(archive))
+    else:
+        route.data, url = archive, server.url("/many.tar.gz")
     (project / "catalog" / "datasets" / "scenes.yaml").write_text(
         "title: Many\ndescription: Many top-level files.\n"
         "licence: {name: CC0-1.0, redistribution: allowed}\naccess: {kind: public}\n"
         "sources:\n" + source_yaml("images", url, "many.tar.gz", archive, True, archive="tar.gz")
     )
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "project"
+    (folder / "catalog" / "datasets").mkdir(parents=True)
+    (folder / "catalog" / "models").mkdir()
+    (folder / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("VCAT_SETTINGS", raising=False)
+    monkeypatch.delenv("VCAT_CATALOG", raising=False)
+    return folder
+
+
+def test_a_fetch_stopped_after_450_of_1000_moves_fails_verify_file_by_file_until_repaired(
+    project: Path, server: MisbehavingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    many_entry(project, server, MANY)
     root = project / "data" / "sources" / "scenes"
-    process = subprocess.Popen(
-        [VCAT, "fetch", "scenes", "--no-dvc"],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not (root.is_dir() and len(os.listdir(root)) >= 20):
-        assert process.poll() is None, "the fetch ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    placed = len(os.listdir(root))
-    assert 20 <= placed < len(MANY)
+    real_replace = os.replace
+    moves: list[str] = []
+
+    def killed_at_the_451st_move(source: str, destination: str) -> None:
+        if os.path.dirname(destination) == str(root):
+            if len(moves) == 450:
+                raise KeyboardInterrupt  # the process dies here: nothing after runs
+            moves.append(destination)
+        real_replace(source, destination)
+
+    monkeypatch.setattr("vcat.fetch.placing.os.replace", killed_at_the_451st_move)
+    assert vcat("fetch", "scenes", "--no-dvc")[0] == 130
+    monkeypatch.setattr("vcat.fetch.placing.os.replace", real_replace)
+    assert len(os.listdir(root)) == 450
 
     code, report = verify()
     assert code == 1
     [problem] = report["files"]["problems"]
-    assert "unpacking was interrupted" in problem
+    assert "unpacking was interrupted, the tree is incomplete" in problem
     missing = [f["path"] for f in report["files"]["failures"] if f["status"] == "missing"]
-    assert len(missing) == len(MANY) - placed
-    assert report["files"]["counts"]["ok"] == placed
+    assert missing == sorted(MANY)[450:]
+    assert report["files"]["counts"]["ok"] == 450
     state, detail = states()["images"]
     assert state == "partial" and "unpacking was interrupted" in detail
 
@@ -346,6 +360,42 @@ def test_a_fetch_killed_while_placing_an_archive_leaves_a_tree_that_fails_until_
     code, report = verify()
     assert code == 0 and report["files"]["counts"]["ok"] == len(MANY)
     assert states()["images"][0] == "verified"
+
+
+@pytest.mark.slow
+def test_a_fetch_killed_while_unpacking_a_new_version_fails_verify_until_repaired(
+    project: Path, server: MisbehavingServer
+) -> None:
+    many_entry(project, server, MANY)
+    assert vcat("fetch", "scenes", "--no-dvc")[0] == 0
+    newer = {name: data[::-1] for name, data in MANY.items()}
+    many_entry(project, server, newer)
+    extracting = project / "data" / "sources" / ".scenes.vcat" / "extract" / "images"
+    process = subprocess.Popen(
+        [VCAT, "fetch", "scenes", "--no-dvc"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (extracting.is_dir() and len(os.listdir(extracting)) >= 20):
+        assert process.poll() is None, "the fetch ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    code, report = verify()
+    assert code == 1
+    [problem] = report["files"]["problems"]
+    assert "unpacking was interrupted" in problem
+    state, detail = states()["images"]
+    assert state == "partial" and "unpacking was interrupted" in detail
+    code, out = vcat("fetch", "scenes", "--no-dvc")
+    assert code == 0, out
+    root = project / "data" / "sources" / "scenes"
+    assert {name: (root / name).read_bytes() for name in newer} == newer
+    assert verify()[0] == 0
 
 
 def test_a_folder_swapped_for_a_link_is_never_read_written_or_emptied_through(

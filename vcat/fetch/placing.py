@@ -196,26 +196,32 @@ def place_archive(
     target.mkdir(parents=True, exist_ok=True)
     manifest = _write_source_manifest(workspace, source, staging, target, extracted.md5s)
     workspace.stamps_path(source.name).unlink(missing_ok=True)  # of an older version
-    placed: list[str] = []
-    for name in sorted(entry.name for entry in staging.iterdir()):
+    names = sorted(entry.name for entry in staging.iterdir())
+    placed = [(target / name).relative_to(workspace.root).as_posix() for name in names]
+    for name, relative in zip(names, placed, strict=True):
         destination = target / name
-        relative = destination.relative_to(workspace.root).as_posix()
+        present = destination.exists() or destination.is_symlink()
+        if (
+            present
+            and relative not in owned
+            and not _same_tree(staging / name, destination, extracted.md5s)
+        ):
+            workspace.clear_extract(source.name)
+            raise FetchFailure(
+                FailureClass.UNSAFE_ARCHIVE,
+                f"{source.filename} would replace {relative}, which differs from what the "
+                "archive holds and was put there by another source or by hand; move it "
+                "away or give this source its own 'unpack_to'",
+            )
+    # Recorded once, before any move (not once per item, which grows with the square of the
+    # item count), so a crash leaves a record owning everything it may have moved.
+    workspace.write_record(
+        source.name, make_record(source, "unpacking", digests, archive, owned, placed)
+    )
+    for name in names:
+        destination = target / name
         if destination.exists() or destination.is_symlink():
-            if relative not in owned and not _same_tree(
-                staging / name, destination, extracted.md5s
-            ):
-                workspace.clear_extract(source.name)
-                raise FetchFailure(
-                    FailureClass.UNSAFE_ARCHIVE,
-                    f"{source.filename} would replace {relative}, which differs from what the "
-                    "archive holds and was put there by another source or by hand; move it "
-                    "away or give this source its own 'unpack_to'",
-                )
             _remove(destination)
-        placed.append(relative)
-        # recorded before the move, so a crash leaves a record owning everything it moved
-        record = make_record(source, "unpacking", digests, archive, owned, placed)
-        workspace.write_record(source.name, record)
         os.replace(staging / name, destination)
     workspace.clear_extract(source.name)
     md5s = {target / path: md5 for path, md5 in extracted.md5s.items()}
