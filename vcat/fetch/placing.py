@@ -98,7 +98,7 @@ def is_current(
     if placed_by(record, source.name, workspace) is None:
         return False  # nothing to prove the tree by: place it again
     try:
-        report = check_placed(source, record, workspace, mode, workers=1)
+        report = check_placed(source, record, workspace, mode)
     except (TreeError, OSError):
         return False
     return report is not None and report.ok
