@@ -357,3 +357,31 @@ def test_s3_reads_keep_the_same_limits(
     failure = failure_of(run)
     assert failure.failure == FailureClass.UNREACHABLE
     assert message in failure.reason and "gave up after 2 attempts" in failure.reason
+
+
+@pytest.mark.parametrize("scheme", ["http", "s3"])
+def test_ctrl_c_while_the_server_is_silent_stops_at_once(
+    server: MisbehavingServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    for name, value in s3_environment(server).items():
+        monkeypatch.setenv(name, value)
+    server.add("/bucket/silent.bin", Route(DATA, "stall", cut=10_000))
+    patient = TransferLimits(stall_timeout=3600.0)  # far beyond the hang guard
+    url = "s3://bucket/silent.bin" if scheme == "s3" else server.url("/bucket/silent.bin")
+    transport = S3Transport(patient) if scheme == "s3" else HttpTransport(limits=patient)
+    partial = PartialFile(tmp_path / "silent.part")
+    cancel = threading.Event()
+
+    def press_ctrl_c_soon(done: int, total: int | None) -> None:
+        if done == 0:  # the body has started: the read after the first bytes will wait
+            threading.Timer(0.5, cancel.set).start()
+
+    def run() -> None:
+        download(
+            url, expect(), partial, transport, limits=patient, on_progress=press_ctrl_c_soon,
+            cancel=cancel,
+        )  # fmt: skip
+
+    with pytest.raises(Cancelled):
+        bounded(run)
+    assert partial.size() <= 10_000  # what had arrived is kept for the next run

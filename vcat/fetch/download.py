@@ -6,12 +6,13 @@ them moves them to their final path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from vcat.fetch.limits import DEFAULT_LIMITS, SLOW_PROGRESS, TransferLimits
 from vcat.fetch.transport import Body, RemoteInfo, TransientError, Transport
 from vcat.hashing import hash_file
 
+CANCEL_POLL = 0.2  # seconds between two looks at the cancel flag while a read may block
 DVC_ALGORITHM = "md5"  # what DVC hashes with; computed alongside so DVC need not re-read
 
 
@@ -183,7 +185,8 @@ def download(
         try:
             body = transport.open(url, have, validator)
             try:
-                _receive(url, body, expected, partial, have, meta, limits, on_progress, cancel)
+                with _aborted_on(cancel, body):
+                    _receive(url, body, expected, partial, have, meta, limits, on_progress, cancel)
             finally:
                 body.close()
         except _VersionChanged as changed:
@@ -192,6 +195,8 @@ def download(
             meta = None
             continue
         except TransientError as exc:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(url) from None  # the read was cut short by Ctrl-C
             gained = partial.size() - have
             progressed = gained >= SLOW_PROGRESS if exc.slow else gained > 0
             failures = 0 if progressed else failures + 1
@@ -215,6 +220,29 @@ def download(
                 partial.discard()  # another file than the one wanted: never left to grow
             raise
         return
+
+
+@contextlib.contextmanager
+def _aborted_on(cancel: threading.Event | None, body: Body) -> Iterator[None]:
+    """While the block runs, a Ctrl-C aborts ``body``: a read that waits for a silent
+    server returns at once instead of after the stall timeout."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cancel.wait(CANCEL_POLL):
+                body.abort()
+                return
+
+    watcher = threading.Thread(target=watch, name="fetch-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _wait(

@@ -8,6 +8,8 @@ raise ``TransientError``.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -59,6 +61,10 @@ class Body(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None:
+        """Make a read of ``chunks`` blocked in another thread return soon (with an error)."""
+        ...
+
 
 class Transport(Protocol):
     def open(self, url: str, offset: int, validator: str | None) -> Body:
@@ -87,6 +93,26 @@ class BytesBody:
         close = getattr(self.closer, "close", None)
         if close is not None:
             close()
+
+    def abort(self) -> None:
+        """Wake a read of ``chunks`` blocked in another thread (Ctrl-C while the server is
+        silent) by shutting the connection's socket down, which closing it does not do."""
+        sock = _socket_of(getattr(self.closer, "raw", self.closer))
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _socket_of(raw: object) -> socket.socket | None:
+    """The socket under a urllib3 response: its connection's, or, when the server closes
+    after the answer (HTTP/1.0), the one http.client's response reads from."""
+    candidates = (
+        getattr(getattr(raw, "connection", None), "sock", None),
+        getattr(
+            getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None
+        ),
+    )
+    return next((sock for sock in candidates if isinstance(sock, socket.socket)), None)
 
 
 def transport_for(url: str, limits: TransferLimits | None = None) -> Transport:
