@@ -163,3 +163,33 @@ def test_an_s3_object_is_resumed_only_while_its_etag_holds(
     assert finish(url, partial, S3Transport(), UNPUBLISHED) == (NEW if changes else OLD)
     assert route.ranges[1] == f"bytes={kept}-"
     assert route.ranges[-1] == (None if changes else f"bytes={kept}-")
+
+
+@pytest.mark.slow
+def test_a_replaced_object_on_a_real_s3_server_is_read_again_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3fs
+
+    from vcat.seaweedfs import S3Credentials, SeaweedS3
+
+    credentials = S3Credentials("vcat-test", "vcat-test-secret")
+    with SeaweedS3(tmp_path / "seaweed", credentials) as s3:
+        for name, value in s3.environment().items():
+            monkeypatch.setenv(name, value)
+        filesystem = s3fs.S3FileSystem(
+            key=credentials.access_key,
+            secret=credentials.secret_key,
+            client_kwargs={"endpoint_url": s3.endpoint},
+            skip_instance_cache=True,
+        )
+        filesystem.mkdir("upstream")
+        filesystem.pipe("upstream/moving.bin", OLD)
+        url = "s3://upstream/moving.bin"
+        replaced = PartialFile(tmp_path / "replaced.part")
+        interrupt(url, replaced, S3Transport(), 1 << 20)
+        filesystem.pipe("upstream/moving.bin", NEW)
+        assert finish(url, replaced, S3Transport(), UNPUBLISHED) == NEW
+        unchanged = PartialFile(tmp_path / "unchanged.part")
+        interrupt(url, unchanged, S3Transport(), 1 << 20)
+        assert finish(url, unchanged, S3Transport(), UNPUBLISHED) == NEW
