@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
-from vcat.cli.columns import print_table
+from vcat.cli.columns import plain_cells, print_table
 from vcat.display import literal
 
 HEADERS = ["entry", "part", "name", "state", "detail"]
@@ -56,6 +56,7 @@ def printed(make: Callable[[], Table], width: int, fast: bool, **console: object
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("rows", list(ROWS.values()), ids=list(ROWS))
 def test_same_text_as_rich(layout: str, rows: list[list[str]]) -> None:
+    assert plain_cells(filled(layout, rows)) is not None  # drawn directly, not by Rich
     expected = printed(lambda: filled(layout, rows), 200, fast=False)
     assert printed(lambda: filled(layout, rows), 200, fast=True) == expected
     assert "\x1b" not in expected and "\x07" not in expected
@@ -107,14 +108,37 @@ def test_a_cell_with_a_line_break_or_tab_is_left_to_rich(cell: str) -> None:
         lambda: Table("a", Column("b", justify="right")),
         lambda: Table("a", "b", expand=True),
         lambda: Table("[bold]a[/bold]", "b"),
+        lambda: Table("a", "b", style="on blue"),
     ],
-    ids=["title", "lines", "no-header", "padding", "row-styles", "right", "expand", "markup"],
+    ids=[
+        "title",
+        "lines",
+        "no-header",
+        "padding",
+        "row-styles",
+        "right",
+        "expand",
+        "markup",
+        "table-style",
+    ],
 )
 def test_other_tables_are_left_to_rich(make: Callable[[], Table]) -> None:
     def filled_table() -> Table:
         table = make()
         table.add_row(Text("one"), Text("two"))
+        table.add_row(Text("[i]markup[/i] string"), Text("2"))
+        return table
+
+    assert plain_cells(filled_table()) is None
+
+    assert printed(filled_table, 100, fast=True) == printed(filled_table, 100, fast=False)
+
+
+def test_cells_that_are_not_text_are_left_to_rich() -> None:
+    def make() -> Table:
+        table = Table("a", "b")
         table.add_row("[i]markup[/i] string", Text("2"))
         return table
 
-    assert printed(filled_table, 100, fast=True) == printed(filled_table, 100, fast=False)
+    assert plain_cells(make()) is None
+    assert printed(make, 100, fast=True) == printed(make, 100, fast=False)

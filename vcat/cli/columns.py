@@ -24,7 +24,7 @@ def print_table(console: Console, table: Table) -> None:
     """Print ``table`` on ``console``: exactly what ``console.print(table)`` prints, drawn
     directly when the table is a plain one whose cells are single-line ``Text`` and whose
     lines fit the console; otherwise by Rich (which folds cells to fit)."""
-    lines = _plain_cells(table)
+    lines = plain_cells(table)
     if lines is None:
         console.print(table)
         return
@@ -65,8 +65,9 @@ def print_table(console: Console, table: Table) -> None:
     console.print(out, markup=False, highlight=False, crop=False)
 
 
-def _plain_cells(table: Table) -> list[list[Text]] | None:
-    """Header and rows of ``table`` as styled texts, or None when it is not a plain table."""
+def plain_cells(table: Table) -> list[list[Text]] | None:
+    """Header and rows of ``table`` as styled texts; None when it is not a plain table, one
+    that ``print_table`` leaves to Rich."""
     plain_table = (
         table.show_header
         and not table.show_footer
@@ -82,7 +83,7 @@ def _plain_cells(table: Table) -> list[list[Text]] | None:
         and table.width is None
         and table.min_width is None
         and table.border_style is None
-        and not table.style
+        and table.style in (None, "", "none")
         and table.columns
     )
     if not plain_table:
