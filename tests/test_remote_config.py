@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.port_probes import listeners
 from vcat.cli import app
 from vcat.remote import (
     ServerState,
@@ -301,6 +302,8 @@ def test_up_restarts_a_server_an_older_version_started_with_open_ports(
         assert not process_is_locked_down(old.pid, server_dir)
         status = vcat(checkout, monkeypatch, "remote", "status", "--json", code=0)
         assert json.loads(status)["ports_closed"] is False
+        old_sockets = listeners(old.pid).unix
+        assert old_sockets and all(mode(Path(path)) & 0o077 for path in old_sockets)
         warned = vcat(checkout, monkeypatch, "remote", "status", code=0)
         assert "take requests without credentials (an older vcat started it)" in warned
         out = vcat(checkout, monkeypatch, "remote", "up", code=0)
@@ -309,6 +312,9 @@ def test_up_restarts_a_server_an_older_version_started_with_open_ports(
         restarted = read_state(data_dir)
         assert restarted is not None and restarted.pid not in (None, old.pid)
         new_pid = restarted.pid
+        current = set(listeners(new_pid).unix)
+        assert [path for path in old_sockets if Path(path).exists() and path not in current] == []
+        assert all(mode(Path(path)) & 0o077 == 0 for path in current)
         assert process_is_locked_down(new_pid, server_dir)
         assert mode(server_dir / "security.toml") == 0o600
         assert mode(data_dir / "state.json") == 0o600 and mode(server_dir) == 0o700

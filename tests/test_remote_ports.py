@@ -219,3 +219,21 @@ def test_credential_files_are_private_and_a_restart_makes_new_keys(tmp_path: Pat
             certificate=old_certificate,
         )
         assert answer is None, "a certificate of the previous start still opens the filer"
+
+
+def test_sockets_of_a_killed_server_are_removed_by_the_next_start(tmp_path: Path) -> None:
+    import signal
+
+    folder = tmp_path / "server"
+    server = SeaweedS3(folder, CREDENTIALS).start()
+    assert server.pid is not None
+    old = listeners(server.pid).unix
+    os.killpg(server.pid, signal.SIGKILL)
+    assert server._process is not None
+    server._process.wait(timeout=30)
+    assert all(Path(path).exists() for path in old)  # weed had no chance to remove them
+    with SeaweedS3(folder, CREDENTIALS) as again:
+        assert again.pid is not None
+        current = set(listeners(again.pid).unix)
+        assert [path for path in old if Path(path).exists() and path not in current] == []
+    assert [path for path in current if Path(path).exists()] == []  # and a stop removes its own

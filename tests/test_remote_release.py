@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from vcat.cli import app
 from vcat.remote import process_is_server, read_state, state_path
+from vcat.seaweedfs import remove_sockets
 
 BIN = Path(sys.executable).parent
 VCAT = str(BIN / "vcat")
@@ -90,6 +91,9 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         state = read_state(folder)
         if state is not None and state.pid and process_is_server(state.pid, state.server_dir):
             os.killpg(state.pid, signal.SIGKILL)
+            while process_is_server(state.pid, state.server_dir):
+                time.sleep(0.05)
+        remove_sockets(folder / "server")
 
 
 def make_project(

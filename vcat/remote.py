@@ -43,7 +43,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vcat.catalog.loader import format_location
 from vcat.catalog.yaml_source import load_yaml
 from vcat.problems import CatalogError, Problem, Severity, display_path
-from vcat.seaweedfs import S3Credentials, SeaweedS3, free_port, remove_sockets
+from vcat.seaweedfs import (
+    S3Credentials,
+    SeaweedS3,
+    free_port,
+    ports_in_command,
+    remove_sockets,
+)
 from vcat.secret_files import private_dir, tighten, write_private
 
 DEFAULT_NAME = "demo"
@@ -334,19 +340,28 @@ def _ensure_bucket(state: ServerState) -> None:
         filesystem.mkdir(state.bucket)
 
 
+def _command_ports(pid: int) -> list[int]:
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return []
+    return ports_in_command(arguments.split("\0"))
+
+
 def _stop(state: ServerState) -> None:
     """SIGTERM the server's process group and wait; SIGKILL after ``STOP_TIMEOUT``."""
     assert state.pid is not None
+    ports = _command_ports(state.pid) or None  # also for a server an older vcat started
     for sent in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(state.pid, sent)  # weed leads its own session, so pgid == pid
         except ProcessLookupError:
-            remove_sockets(state.server_dir)
+            remove_sockets(state.server_dir, ports)
             return
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:
             if not process_is_server(state.pid, state.server_dir):
-                remove_sockets(state.server_dir)
+                remove_sockets(state.server_dir, ports)
                 return
             time.sleep(0.1)
     raise RemoteError(f"the S3 server (pid {state.pid}) did not stop; stop it by hand")

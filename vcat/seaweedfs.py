@@ -91,8 +91,18 @@ def free_port_pair(offset: int) -> int:
             return port
 
 
+PORTS_FILE = "ports.json"
+
+
 def recorded_ports(data_dir: Path) -> list[int]:
-    """The ports in the ``mini.options`` that ``weed mini`` keeps in its data folder."""
+    """The ports of the last server started in ``data_dir``: from the ``ports.json`` that
+    ``SeaweedS3.start`` writes, else from the ``mini.options`` that ``weed mini`` writes
+    (some time after it started, so not always)."""
+    try:
+        record = json.loads((data_dir / PORTS_FILE).read_text(encoding="utf-8"))
+        return [int(port) for port in record.values()]
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
     try:
         text = (data_dir / "mini.options").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -105,19 +115,56 @@ def recorded_ports(data_dir: Path) -> list[int]:
     return ports
 
 
-def remove_sockets(data_dir: Path) -> None:
+def ports_in_command(arguments: list[str]) -> list[int]:
+    """The ports in a ``weed`` command line (``-filer.port=N``, ``-admin.port.grpc=N``...),
+    with the gRPC port ``weed`` assumes for an HTTP port whose gRPC port is not given."""
+    ports = []
+    for argument in arguments:
+        key, _, value = argument.lstrip("-").partition("=")
+        if ".port" in key and value.isdigit():
+            ports.append(int(value))
+            if not key.endswith(".grpc") and int(value) + GRPC_PORT_OFFSET <= 65535:
+                ports.append(int(value) + GRPC_PORT_OFFSET)
+    return sorted(set(ports))
+
+
+def remove_sockets(data_dir: Path, ports: list[int] | None = None, settle: float = 2.0) -> None:
     """Remove the Unix sockets that a stopped ``weed`` left in /tmp (it names them after its
-    ports), when they are sockets of this user and no server holds the port now."""
-    for port in recorded_ports(data_dir):
-        if not _port_free(port):
-            continue  # another server has the port, and these sockets may be its own
-        for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
-            try:
-                info = path.lstat()
-                if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
-                    path.unlink()
-            except OSError:
-                continue
+    ports: ``ports``, else those recorded in ``data_dir``): each that is a socket of this user
+    on which nothing listens any more. A socket that still answers is waited for up to
+    ``settle`` seconds (a killed process closes its sockets a moment after it is gone), then
+    left to whoever holds it."""
+    pending = [
+        path
+        for port in (ports if ports is not None else recorded_ports(data_dir))
+        for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")
+    ]
+    deadline = time.monotonic() + settle
+    while pending:
+        pending = [path for path in pending if not _removed_if_stale(path)]
+        if not pending or time.monotonic() >= deadline:
+            return
+        time.sleep(0.1)
+
+
+def _removed_if_stale(path: Path) -> bool:
+    """Remove ``path`` when it is this user's socket with no listener; True when it is gone."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+        return True  # not ours to remove: nothing to wait for
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+            return False  # a server still listens
+        except ConnectionRefusedError:
+            pass
+        except OSError:
+            return True
+    path.unlink(missing_ok=True)
+    return True
 
 
 class SeaweedS3:
@@ -154,6 +201,7 @@ class SeaweedS3:
         from vcat.seaweed_security import write_security
 
         private_dir(self.data_dir)
+        remove_sockets(self.data_dir, settle=0)  # those of a run that was killed
         config = self.data_dir / "s3.json"
         identity = {
             "name": "vcat",
@@ -177,6 +225,7 @@ class SeaweedS3:
             "admin.grpc": admin + GRPC_PORT_OFFSET,
         }
         ports = self._ports
+        write_private(self.data_dir / PORTS_FILE, json.dumps(ports))
         command = [
             weed_binary(),
             f"-config_dir={self.data_dir}",  # its security.toml comes before any other
