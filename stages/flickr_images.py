@@ -12,6 +12,10 @@ bomb, a PNG named ``.jpg``: see :mod:`vcat.images`) is written to ``missing.tsv`
 output folder with its line, URL and failure class, and not stored; the stage fails once more
 than ``max_missing_fraction`` of the list is missing. A stopped
 run resumes where its last sealed shard ended; images after it are attempted again.
+
+The list is somebody else's data, so its URLs reach public hosts only (``allowed_hosts``
+names exceptions; see :mod:`vcat.fetch.hosts`) and local files below the allowed roots only
+(:mod:`vcat.localfiles`): a line cannot pack this machine's secrets into a released shard.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vcat.cli.common import fail, stderr, stderr_bars
 from vcat.failures import FetchFailure
 from vcat.fetch.download import RetryPolicy
+from vcat.fetch.hosts import HostPolicy
 from vcat.fetch.small import fetch_bytes
 from vcat.images import DEFAULT_MAX_PIXELS, ImageLimits, ImageProblem, check_image
 from vcat.regular import NotRegularFile, require_regular
@@ -58,6 +63,9 @@ default_conf: dict[str, Any] = {
     "shard_max_count": 10_000,
     "shard_max_bytes": 1 << 30,
     "max_missing_fraction": 0.0,  # Flickr deletes photos: real subsets need a few percent
+    # hosts that may serve images although they are not public (a lab mirror); any other
+    # loopback, private or link-local address in a list is refused (vcat.fetch.hosts)
+    "allowed_hosts": [],
 }
 pipeline_keys = ("entry", "subsets")
 
@@ -166,9 +174,11 @@ def _recorded_missing(output: Path) -> dict[int, str]:
     return records
 
 
-def _fetch(row: Row, policy: RetryPolicy, max_bytes: int) -> bytes | FetchFailure:
+def _fetch(
+    row: Row, policy: RetryPolicy, max_bytes: int, hosts: HostPolicy
+) -> bytes | FetchFailure:
     try:
-        return fetch_bytes(row.url, policy=policy, max_bytes=max_bytes)
+        return fetch_bytes(row.url, policy=policy, max_bytes=max_bytes, hosts=hosts)
     except FetchFailure as failure:
         return failure
 
@@ -240,6 +250,7 @@ def main(
     rows = read_rows(list_path)
     _prepare_folder(output, _signature(list_path, settings), overwrite)
     policy = RetryPolicy(attempts=int(settings.attempts))
+    hosts = HostPolicy.allowing(settings.allowed_hosts)
     allowed = int(float(settings.max_missing_fraction) * len(rows))
     recorded = _recorded_missing(output)
     with ShardWriter(
@@ -263,7 +274,7 @@ def main(
             limits = ImageLimits(max_bytes, int(settings.max_image_pixels))
 
             def download(row: Row) -> Fetched:
-                return _checked(row, _fetch(row, policy, max_bytes), limits)
+                return _checked(row, _fetch(row, policy, max_bytes, hosts), limits)
 
             results = _in_order(pool, download, todo, 4 * jobs)
             for row, result in zip(todo, results, strict=True):

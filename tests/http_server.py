@@ -54,6 +54,7 @@ class Route:
     # trickle: announce len(data), then one byte every `interval` seconds
     # overlong: announce len(data), then send the data and as many bytes again
     # endless: no Content-Length, and bytes until the client goes away
+    # redirect: 302 to the URL held in `data`
     cut: int = 0
     times: int = 1
     interval: float = 1.0
@@ -101,6 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = route.behaviour
         if behaviour == "forbidden":
             self._send_status(403)
+        elif behaviour == "redirect":  # the route's data is the URL to go to
+            self.send_response(302)
+            self.send_header("Location", route.data.decode())
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif behaviour == "flaky" and count <= route.times:
             self._send_status(500)
         elif behaviour == "html":

@@ -56,7 +56,13 @@ def write_list(path: Path, server: MisbehavingServer, count: int = COUNT) -> Pat
 
 
 def conf(**settings: object) -> dict[str, object]:
-    return {"shard_max_count": 5, "jobs": 3, "attempts": 2, **settings}
+    return {
+        "shard_max_count": 5,
+        "jobs": 3,
+        "attempts": 2,
+        "allowed_hosts": ["127.0.0.1"],  # the test server; lists may name public hosts only
+        **settings,
+    }
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -144,7 +150,10 @@ def test_bad_lines_name_file_and_line(tmp_path: Path) -> None:
 def test_vcat_stage_flickr_images(tmp_path: Path, server: MisbehavingServer) -> None:
     listed = write_list(tmp_path / "flickr-x.tsv.gz", server)
     params = tmp_path / "params.yaml"
-    params.write_text("flickr-images:\n  entry: demo-flickr\n  shard_max_count: 4\n")
+    params.write_text(
+        "flickr-images:\n  entry: demo-flickr\n  shard_max_count: 4\n"
+        "  allowed_hosts: [127.0.0.1]\n"
+    )
     args = ["stage", "flickr-images", str(listed), str(tmp_path / "out"), "--params", str(params)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -208,8 +217,10 @@ def test_the_stage_command_stops_on_a_bomb_with_one_line(
 ) -> None:
     url = server.add("/bomb.png", Route(png_bomb()))
     listed = write_rows(tmp_path / "flickr-x.tsv.gz", [(url, "images/bomb.png")])
+    params = tmp_path / "params.yaml"
+    params.write_text("flickr-images:\n  allowed_hosts: [127.0.0.1]\n")
     done = subprocess.run(
-        [VCAT, "stage", "flickr-images", str(listed), str(tmp_path / "out")],
+        [VCAT, "stage", "flickr-images", str(listed), str(tmp_path / "out"), "--params", params],
         capture_output=True,
         text=True,
         timeout=120,

@@ -111,7 +111,9 @@ def test_flickr_images_on_a_full_disk(tmp_path: Path, small_disk: SmallDisk) -> 
         listed = tmp_path / "flickr-x.tsv.gz"
         listed.write_bytes(gzip.compress("".join(rows).encode()))
         params = tmp_path / "params.yaml"
-        params.write_text("flickr-images:\n  shard_max_count: 10\n  jobs: 2\n")
+        params.write_text(
+            "flickr-images:\n  shard_max_count: 10\n  jobs: 2\n  allowed_hosts: [127.0.0.1]\n"
+        )
         out = small_disk.path / "out"
         done = small_disk.run(
             "stage", "flickr-images", str(listed), str(out), "--params", str(params), cwd=tmp_path

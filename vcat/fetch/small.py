@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from vcat.failures import FailureClass, FetchFailure, looks_like_html
 from vcat.fetch.download import RetryPolicy
+from vcat.fetch.hosts import HostPolicy, checked_session
 from vcat.fetch.limits import DEFAULT_LIMITS, TransferLimits
-from vcat.fetch.transport import Body, TransientError, transport_for
+from vcat.fetch.transport import Body, TransientError, Transport, transport_for
 
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_POLICY = RetryPolicy(attempts=3)
@@ -24,6 +26,7 @@ def fetch_bytes(
     policy: RetryPolicy = DEFAULT_POLICY,
     max_bytes: int = DEFAULT_MAX_BYTES,
     limits: TransferLimits = DEFAULT_LIMITS,
+    hosts: HostPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bytes:
     """The whole content of ``url``; raises ``FetchFailure`` (with its class) when it fails.
@@ -31,9 +34,11 @@ def fetch_bytes(
     Transient failures, and transfers that stall or crawl beyond ``limits``, are retried
     with the backoff of ``policy``; a body larger than ``max_bytes`` is ``oversized`` (refused
     before reading when the server announces it), a short one ``truncated``, a web page
-    where a file was expected ``html_instead_of_file``.
+    where a file was expected ``html_instead_of_file``. With ``hosts``, a URL that came from
+    somebody else's data reaches only what that policy allows, redirects included
+    (``forbidden`` otherwise; see ``vcat.fetch.hosts``).
     """
-    transport = transport_for(url, limits)
+    transport = _transport(url, limits, hosts)
     failures = 0
     while True:
         try:
@@ -45,6 +50,17 @@ def fetch_bytes(
                     exc.failure, f"{exc.reason} (gave up after {policy.attempts} attempts)"
                 ) from None
             sleep(policy.delay(failures, exc.retry_after))
+
+
+def _transport(url: str, limits: TransferLimits, hosts: HostPolicy | None) -> Transport:
+    if hosts is None:
+        return transport_for(url, limits)
+    hosts.check(url)
+    if urlsplit(url).scheme.lower() in ("http", "https"):
+        from vcat.fetch.http import HttpTransport
+
+        return HttpTransport(session=checked_session(hosts), limits=limits)
+    return transport_for(url, limits)
 
 
 def _read(url: str, body: Body, max_bytes: int) -> bytes:
