@@ -28,6 +28,7 @@ from vcat.seaweedfs import (
     SeaweedS3,
     free_port,
     free_port_pair,
+    ports_in_command,
     remove_sockets,
     weed_binary,
 )
@@ -83,6 +84,13 @@ def open_start(folder: Path) -> tuple[float, subprocess.Popen[bytes]]:
     return time.perf_counter() - began, process
 
 
+def _stop_open(process: subprocess.Popen[bytes], folder: Path) -> None:
+    """Stop an open server and remove the sockets it named after its ports."""
+    arguments = [str(argument) for argument in process.args]  # type: ignore[union-attr]
+    _stop(process)
+    remove_sockets(folder, ports_in_command(arguments))
+
+
 def _wait_for_s3(endpoint: str, process: subprocess.Popen[bytes]) -> None:
     import s3fs
 
@@ -126,11 +134,9 @@ def main() -> None:
                 folder = Path(scratch) / f"{kind}-{round_number}"
                 if kind == "open":
                     first, process = open_start(folder)
-                    _stop(process)
-                    remove_sockets(folder)
+                    _stop_open(process, folder)
                     again, process = open_start(folder)
-                    _stop(process)
-                    remove_sockets(folder)
+                    _stop_open(process, folder)
                     times["open"].append(first)
                     times["open again"].append(again)
                 else:
