@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from vcat.catalog.schema import Source
 from vcat.cli.common import fail, load_entry, remember, root_of, stderr, stdout
 from vcat.cli.options import CatalogOption
 from vcat.display import shown
@@ -135,24 +136,40 @@ def fetch(
         )
         raise typer.Exit(130) from None
     _print_outcomes(outcomes)
-    manifest = write_tree_manifest(entry.spec.all_sources(), Workspace(root))
+    try:
+        failed = _finish(name, entry.spec.all_sources(), root, outcomes, dest is not None, dvc)
+    except KeyboardInterrupt:
+        stderr.print(
+            "[yellow]interrupted:[/yellow] the verified files are in place; run the same "
+            "command to record and track them"
+        )
+        raise typer.Exit(130) from None
+    if failed:
+        raise typer.Exit(1)
+
+
+def _finish(
+    name: str,
+    sources: list[Source],
+    root: Path,
+    outcomes: list[Outcome],
+    remember_root: bool,
+    dvc: bool | None,
+) -> bool:
+    """Record the placed tree, remember its root, hand it to DVC; True when something failed."""
+    manifest = write_tree_manifest(sources, Workspace(root))
     if manifest is not None:
         stdout.print(
             f"every placed file is listed in {shown(display_path(manifest))}; "
-            f"`vcat verify {name} --manifest {shown(display_path(manifest))}` re-checks the tree"
+            f"`vcat verify {name}` re-checks the tree"
         )
     failed = any(outcome.state == "failed" for outcome in outcomes)
-    if dest is not None and not failed:
+    if remember_root and not failed:
         remember(name, root)  # only a tree that passed is worth finding again
-    if (
-        dvc is not False
-        and root.is_dir()
-        and any(root.iterdir())
-        and not _track(root, outcomes, dvc)
-    ):
+    wants_tracking = dvc is not False and root.is_dir() and any(root.iterdir())
+    if wants_tracking and not _track(root, outcomes, dvc):
         failed = True
-    if failed:
-        raise typer.Exit(1)
+    return failed
 
 
 def _track(root: Path, outcomes: list[Outcome], asked: bool | None) -> bool:
