@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import tarfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.no_hang import no_hang
 from vcat.shards import (
     INDEX_NAME,
     PROGRESS_NAME,
@@ -316,22 +315,6 @@ def test_cli_lists_and_unpacks_a_shard_folder(tmp_path: Path) -> None:
     assert (tmp_path / "u" / "b" / "z.png").read_bytes() == b"b/z.png" * 10
     again = runner.invoke(app, ["shards", "unpack", str(tmp_path / "shards"), str(tmp_path / "u")])
     assert again.exit_code == 2 and "exists" in again.stderr
-
-
-@contextmanager
-def no_hang(seconds: int = 30) -> Iterator[None]:
-    """Turn a wait for ever (opening a FIFO) into a failure of the test."""
-
-    def stop(*_: object) -> None:
-        raise TimeoutError(f"still waiting after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.parametrize(

@@ -4,34 +4,18 @@ name at once, never waited on."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.bad_images import jpeg, png_bomb
+from tests.no_hang import no_hang
 from vcat.lists.dataset import ImagePathDataset, ImageReadError
 
 VCAT = str(Path(sys.executable).with_name("vcat"))
-
-
-@contextmanager
-def no_hang(seconds: int = 30) -> Iterator[None]:
-    def stop(*_: object) -> None:
-        raise TimeoutError(f"still waiting after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def test_flickr_memmap_refuses_a_fifo_list(tmp_path: Path) -> None:

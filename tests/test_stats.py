@@ -7,11 +7,8 @@ import gzip
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -20,6 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.bad_images import broken_images, jpeg
+from tests.no_hang import no_hang
 from vcat.catalog.schema import DatasetEntry
 from vcat.stats import StatsError, count_list_items, dataset_stats
 
@@ -65,22 +63,6 @@ ENTRY = DatasetEntry.model_validate(
 )
 
 ENTRY_WITHOUT_SUBSETS = ENTRY.model_copy(update={"subsets": []})
-
-
-@contextmanager
-def no_hang(seconds: int = 60) -> Iterator[None]:
-    """Turn a walk that never ends into a failure of the test."""
-
-    def stop(*_: object) -> None:
-        raise TimeoutError(f"still walking after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def write_video(path: Path, frames: int) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +35,7 @@ from vcat.catalog.loader import format_location
 from vcat.catalog.yaml_source import load_yaml
 from vcat.problems import CatalogError, Problem, Severity
 from vcat.project import find_project_root
+from vcat.secret_files import write_private
 
 SETTINGS_ENV = "VCAT_SETTINGS"
 SETTINGS_FILE = Path(".vcat") / "settings.yaml"
@@ -231,16 +231,7 @@ def _write(target: Path, settings: Settings) -> None:
     text = _HEADER + yaml.safe_dump(
         document, default_flow_style=False, allow_unicode=True, sort_keys=False
     )
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:  # mkstemp makes it 0600
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(target, text)
 
 
 def dataset_root(entry_name: str, project_root: Path | None = None) -> Path:
