@@ -34,6 +34,7 @@ from vcat.problems import display_path
 PLOT_HINT_REVISIONS = 3
 #: Keys are abbreviated in the middle to fit the terminal, never below this many characters.
 KEY_MIN_WIDTH = 16
+VALUE_WIDTH = 24  # a value column counted wider than this when fitting keys folds instead
 
 
 def compare(
@@ -128,6 +129,8 @@ def _print_tables(comparison: Comparison, metrics: bool, params: bool, changed_o
             [row.key for row in rows] + [row.file for row in rows], _key_width(comparison, rows)
         )
         table = Table("key", *headers, title=title, title_justify="left")
+        # the keys keep the width given to them; long values fold inside their cells
+        table.columns[0].min_width = 2 + max(len(name) for name in names.values())
         current_file = None
         for row in rows:
             if row.file != current_file:
@@ -147,12 +150,16 @@ def _print_tables(comparison: Comparison, metrics: bool, params: bool, changed_o
 
 def _key_width(comparison: Comparison, rows: list[Row]) -> int:
     """The characters a key may take so that the table fits the console's width: what the
-    value columns (and the borders) leave, less the change mark."""
+    value columns (each counted at most ``VALUE_WIDTH`` wide: a longer value folds) and the
+    borders leave, less the change mark."""
     columns = len(comparison.revisions)
     values = [
-        max(
-            [len(_value_texts(row)[column]) for row in rows]
-            + [len(line) for line in _header_lines(comparison, column)]
+        min(
+            VALUE_WIDTH,
+            max(
+                [len(_value_texts(row)[column]) for row in rows]
+                + [len(line) for line in _header_lines(comparison, column)]
+            ),
         )
         for column in range(columns)
     ]
