@@ -151,8 +151,7 @@ def test_vcat_stage_flickr_images(tmp_path: Path, server: MisbehavingServer) -> 
     listed = write_list(tmp_path / "flickr-x.tsv.gz", server)
     params = tmp_path / "params.yaml"
     params.write_text(
-        "flickr-images:\n  entry: demo-flickr\n  shard_max_count: 4\n"
-        "  allowed_hosts: [127.0.0.1]\n"
+        "flickr-images:\n  entry: demo-flickr\n  shard_max_count: 4\n  allowed_hosts: [127.0.0.1]\n"
     )
     args = ["stage", "flickr-images", str(listed), str(tmp_path / "out"), "--params", str(params)]
     result = CliRunner().invoke(app, args)
