@@ -5,6 +5,7 @@ could grow without end. Limits are the same ``TransferLimits`` users set, made s
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import socket
 import threading
@@ -385,3 +386,33 @@ def test_ctrl_c_while_the_server_is_silent_stops_at_once(
     with pytest.raises(Cancelled):
         bounded(run)
     assert partial.size() <= 10_000  # what had arrived is kept for the next run
+
+
+def test_progress_never_reads_past_its_total_in_any_phase() -> None:
+    from rich.console import Console
+    from rich.progress import DownloadColumn, Progress
+
+    from vcat.catalog.schema import Source
+    from vcat.fetch.runner import _reporter
+
+    source = Source.model_validate(
+        {
+            "name": "scenes",
+            "url": "https://example.org/a.tar.gz",
+            "filename": "a.tar.gz",
+            "size": 1000,
+            "checksum": "unpublished",
+            "archive": "tar.gz",
+        }
+    )
+    with Progress(console=Console(file=io.StringIO()), auto_refresh=False) as bar:
+        task = bar.add_task("scenes", total=1000)
+        report = _reporter(bar, task, source)
+        report("download", 1200, 1000)  # a server that sends more than it announced
+        assert bar.tasks[0].completed == 1000 and bar.tasks[0].percentage == 100
+        report("verify", 1000, 1000)
+        report("extract", 3_700, None)  # unpacked bytes, whose total nobody knows
+        assert bar.tasks[0].total is None and bar.tasks[0].completed == 3_700
+        assert str(DownloadColumn().render(bar.tasks[0])) == "3.7/? kB"  # not "3.7/1.0 kB"
+        report("verify", 10, 1000)
+        assert bar.tasks[0].total == 1000 and bar.tasks[0].percentage == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -64,8 +66,7 @@ def fetch_all(
             task = tasks[source.name]
             bar.start_task(task)
 
-            def report(phase: str, done: int, total: int | None) -> None:
-                bar.update(task, completed=done, total=total, description=_label(source, phase))
+            report = _reporter(bar, task, source)
 
             def note(line: str) -> None:
                 bar.console.print(f"{escape(source.name)}: {escape(line)}", highlight=False)
@@ -85,6 +86,27 @@ def fetch_all(
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
             return [future.result() for future in futures]
+
+
+def _reporter(
+    bar: Progress, task: TaskID, source: Source
+) -> Callable[[str, int, int | None], None]:
+    """The progress callback of one source: each phase (download, verify, extract) shows
+    its bytes against its own total, or against none when the total is unknown (an
+    archive's unpacked size), so that the bar never reads past 100%."""
+
+    def report(phase: str, done: int, total: int | None) -> None:
+        if total is None:
+            # Progress.update reads total=None as "unchanged": an unknown total is set on
+            # the task itself, which then counts bytes without a bar
+            for shown in bar.tasks:
+                if shown.id == task:
+                    shown.total = None
+        else:
+            done = min(done, total)
+        bar.update(task, completed=done, total=total, description=_label(source, phase))
+
+    return report
 
 
 def _label(source: Source, phase: str) -> str:
