@@ -20,8 +20,9 @@ from typing import Annotated, Any
 import typer
 
 from vcat.catalog.schema import DatasetEntry
-from vcat.cli.common import fail, load_entry, stderr
+from vcat.cli.common import load_entry
 from vcat.cli.options import CatalogOption
+from vcat.console import fail, stderr
 from vcat.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
 from vcat.stage import ParamsOption, StageError, merge_conf, stage_conf, write_json
 from vcat.stats import StatsError, dataset_stats

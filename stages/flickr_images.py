@@ -36,7 +36,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vcat.cli.common import fail, stderr, stderr_bars
+from vcat.console import fail, stderr, stderr_bars
 from vcat.failures import FetchFailure
 from vcat.fetch.download import RetryPolicy
 from vcat.fetch.hosts import HostPolicy

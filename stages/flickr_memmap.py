@@ -32,7 +32,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from vcat.cli.common import fail, stderr, stderr_bars
+from vcat.console import fail, stderr, stderr_bars
 from vcat.display import shown
 from vcat.lists.memmap import DEFAULT_WIDTH
 from vcat.regular import open_regular

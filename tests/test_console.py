@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 from vcat.catalog.docs import render_entry
 from vcat.catalog.loader import load_catalog
 from vcat.cli import app
-from vcat.cli.common import stderr, stdout
-from vcat.cli.console import UNBOUNDED, WholeLinesConsole
+from vcat.console import UNBOUNDED, WholeLinesConsole, stderr, stdout
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG = REPO / "catalog"

@@ -293,7 +293,7 @@ def _command_of(name: str) -> Any:
         message = str(exc)
 
         def broken() -> None:
-            from vcat.cli.common import fail
+            from vcat.console import fail
 
             fail(message)
 
@@ -312,7 +312,7 @@ def _one_line_os_errors(command: Callable[..., None]) -> Callable[..., None]:
         try:
             command(*args, **kwargs)
         except OSError as error:
-            from vcat.cli.common import fail
+            from vcat.console import fail
             from vcat.oserrors import os_error_message
 
             fail(os_error_message(error))

@@ -15,8 +15,9 @@ import typer
 from rich.table import Column, Table
 
 from vcat.cli.columns import print_table
-from vcat.cli.common import find_entry, stderr, stdout
+from vcat.cli.common import find_entry
 from vcat.cli.options import CatalogOption, JsonOption
+from vcat.console import stderr, stdout
 from vcat.controls import visible
 from vcat.display import literal, shown
 from vcat.generated import stale_files, write_folder
@@ -237,7 +238,8 @@ def record(
     """
     from vcat.catalog.edit import EditError
     from vcat.catalog.record import RecordRefused, record_fetched
-    from vcat.cli.common import fail, load_entry, root_of
+    from vcat.cli.common import load_entry, root_of
+    from vcat.console import fail
     from vcat.fetch.workspace import Workspace
 
     entry = load_entry(name, catalog_dir)

@@ -1,43 +1,22 @@
-"""Pieces every `vcat` command shares: consoles, failing with a message, finding an entry."""
+"""Pieces every `vcat` command shares: finding an entry and its root, printing problems.
+
+The consoles and ``fail`` live in ``vcat.console`` (stages use them too) and are re-exported
+here for the commands."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
-from vcat.cli.console import WholeLinesConsole
-from vcat.display import SafeConsole
+from vcat.console import fail, stderr
 from vcat.problems import CatalogError, display_path
 from vcat.project import ProjectNotFound, default_catalog_dir
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, ProgressColumn
-
     from vcat.catalog.loader import Catalog, Entry
-
-
-class _Console(SafeConsole, WholeLinesConsole):
-    """Control characters made visible, and no line cut or dropped."""
-
-
-stdout = _Console(soft_wrap=True)
-stderr = _Console(stderr=True, soft_wrap=True)
-
-
-def stderr_bars(*columns: str | ProgressColumn) -> Progress:
-    """Progress bars on stderr, cleared when done; off when stderr is not a terminal (logs)."""
-    from rich.progress import Progress
-
-    return Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code`` (2: the command could not run)."""
-    stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 def print_problems(error: CatalogError) -> None:

@@ -14,7 +14,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from vcat import compare as core
-from vcat.cli.common import fail, stderr, stdout
 from vcat.cli.options import JsonOption
 from vcat.compare import (
     MISSING,
@@ -29,6 +28,7 @@ from vcat.compare import (
     only_changed,
     plot_metrics,
 )
+from vcat.console import fail, stderr, stdout
 from vcat.problems import display_path
 
 PLOT_HINT_REVISIONS = 3

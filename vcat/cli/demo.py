@@ -11,8 +11,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vcat.catalog.loader import Catalog, load_catalog
-from vcat.cli.common import fail, stderr, stdout
 from vcat.cli.options import CatalogOption
+from vcat.console import fail, stderr, stdout
 from vcat.demo.build import DEMO_WORLD, FileReport, Part, build_demo_world, demo_parts
 from vcat.demo.record import RecordError, record_source
 from vcat.problems import display_path

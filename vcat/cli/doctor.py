@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from vcat.cli.common import fail, stderr, stderr_bars, stdout
+from vcat.console import fail, stderr, stderr_bars, stdout
 
 FixOption = Annotated[
     bool,

@@ -16,8 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from vcat.catalog.schema import Source
-from vcat.cli.common import fail, load_entry, remember, root_of, stderr, stdout
+from vcat.cli.common import load_entry, remember, root_of
 from vcat.cli.options import CatalogOption
+from vcat.console import fail, stderr, stdout
 from vcat.display import shown
 from vcat.fetch import limits
 from vcat.fetch.download import Cancelled, RetryPolicy

@@ -15,8 +15,9 @@ import typer
 from rich.markup import escape
 
 from vcat.catalog.loader import Catalog, load_catalog
-from vcat.cli.common import fail, print_problems, stderr, stdout
+from vcat.cli.common import print_problems
 from vcat.cli.options import CatalogOption
+from vcat.console import fail, stderr, stdout
 from vcat.leaks import find_leaks, fingerprints, path_refusal
 from vcat.project import ProjectNotFound, default_catalog_dir, find_project_root
 from vcat.release import (

@@ -13,8 +13,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from vcat.cli.common import fail, print_problems, stderr, stdout
+from vcat.cli.common import print_problems
 from vcat.cli.options import JsonOption
+from vcat.console import fail, stderr, stdout
 from vcat.problems import display_path
 from vcat.project import ProjectNotFound, find_project_root
 from vcat.remote import (

@@ -25,8 +25,9 @@ from typing import Annotated, TypeVar
 import typer
 from rich.markup import escape
 
-from vcat.cli.common import fail, print_problems, stdout
+from vcat.cli.common import print_problems
 from vcat.cli.options import JsonOption
+from vcat.console import fail, stdout
 from vcat.failures import FetchFailure
 from vcat.localfiles import LOCAL_ROOTS_ENV, policy_for
 from vcat.problems import CatalogError, display_path

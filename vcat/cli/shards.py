@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from vcat.cli.common import fail, stderr, stdout
+from vcat.console import fail, stderr, stdout
 from vcat.shards import ShardError, ShardReader, unpack_shards
 
 app = typer.Typer(no_args_is_help=True, help="Folders of WebDataset shards (vcat.shards).")

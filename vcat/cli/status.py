@@ -14,8 +14,9 @@ from rich.table import Table
 
 from vcat.catalog.loader import load_catalog
 from vcat.cli.columns import print_table
-from vcat.cli.common import fail, load_entry, root_of, stdout
+from vcat.cli.common import load_entry, root_of
 from vcat.cli.options import CatalogOption, JsonOption
+from vcat.console import fail, stdout
 from vcat.display import literal
 from vcat.fetch.status import StatusRow, entry_status
 from vcat.project import ProjectNotFound, default_catalog_dir

@@ -28,16 +28,9 @@ from rich.table import Column, Table
 
 from vcat.catalog.loader import Entry
 from vcat.catalog.schema import DatasetEntry
-from vcat.cli.common import (
-    fail,
-    load_entry,
-    print_problems,
-    remember,
-    stderr,
-    stderr_bars,
-    stdout,
-)
+from vcat.cli.common import load_entry, print_problems, remember
 from vcat.cli.options import CatalogOption, JsonOption
+from vcat.console import fail, stderr, stderr_bars, stdout
 from vcat.failures import FailureClass
 from vcat.fetch.integrity import EntryCheck, check_entry
 from vcat.fetch.workspace import Workspace

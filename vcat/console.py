@@ -1,4 +1,8 @@
-"""A Rich console that never cuts or drops text.
+"""The consoles every part of vcat prints on, and failing with a message.
+
+Stages and framework modules print through ``stdout``/``stderr`` and stop with ``fail``
+from here, never from the CLI package. The consoles make control characters visible
+(``vcat.display.SafeConsole``) and never cut or drop text:
 
 In a terminal, lines are as wide as the terminal and long table cells fold onto more lines.
 Through a pipe or into a file the width is ``$COLUMNS`` when set, else unbounded, so
@@ -9,10 +13,17 @@ since rendered Markdown pads lists, rules and code blocks to the full width.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+import typer
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.table import Table
+
+from vcat.display import SafeConsole
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
 
 #: The width through a pipe without $COLUMNS: wide enough that no line of ours reaches it.
 UNBOUNDED = 100_000
@@ -64,3 +75,24 @@ class WholeLinesConsole(Console):
 def _is_markdown(item: Any) -> bool:
     # by class name, so that printing never imports rich.markdown (a slow import)
     return any(cls.__name__ == "Markdown" for cls in type(item).__mro__)
+
+
+class _Console(SafeConsole, WholeLinesConsole):
+    """Control characters made visible, and no line cut or dropped."""
+
+
+stdout = _Console(soft_wrap=True)
+stderr = _Console(stderr=True, soft_wrap=True)
+
+
+def stderr_bars(*columns: str | ProgressColumn) -> Progress:
+    """Progress bars on stderr, cleared when done; off when stderr is not a terminal (logs)."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code`` (2: the command could not run)."""
+    stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
