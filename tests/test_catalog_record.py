@@ -57,16 +57,6 @@ def server() -> Iterator[MisbehavingServer]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "catalog" / "datasets").mkdir(parents=True)
-    (tmp_path / "catalog" / "models").mkdir()
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VCAT_CATALOG", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def urls(server: MisbehavingServer) -> dict[str, str]:
     return {
         "url": server.add("/data.bin", Route(DATA)),

@@ -77,17 +77,6 @@ sources:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A vcat project (dvc.yaml and catalog/) made the working directory."""
-    (tmp_path / "catalog" / "datasets").mkdir(parents=True)
-    (tmp_path / "catalog" / "models").mkdir()
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VCAT_CATALOG", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def server() -> Iterator[MisbehavingServer]:
     with MisbehavingServer() as running:
         yield running

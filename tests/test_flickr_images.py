@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -254,23 +253,6 @@ def test_names_that_cannot_be_files_are_refused_with_file_and_line(
     listed.write_text(line + "\n")
     with pytest.raises(ListFormatError, match=message):
         read_rows(listed)
-
-
-def test_a_list_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
-    os.mkfifo(tmp_path / "flickr-x.tsv")
-    done = subprocess.run(
-        [VCAT, "stage", "flickr-images", str(tmp_path / "flickr-x.tsv"), str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        f"error: {tmp_path}/flickr-x.tsv: a FIFO (named pipe), not a regular file; put a "
-        "regular file there or remove it"
-    )
-    assert not (tmp_path / "out").exists()
 
 
 def test_files_cut_short_by_a_kill_do_not_stop_the_next_run(

@@ -100,6 +100,10 @@ def test_comments_only_file_is_empty_settings(project: Path) -> None:
         ("roots:\n  eth3d: /a\n  inloc = /b: [\n", 4, "invalid YAML"),
         ("roots:\n  - /data/eth3d\n", 1, "roots: Input should be a valid dictionary"),
         ("- just a list\n", 1, "expected a mapping with 'roots'"),
+        # local_roots: the folders file: URLs may read
+        ("local_roots:\n  - relative/nas\n", 2, "not an absolute path"),
+        ("local_roots: /mnt/nas\n", 1, "local_roots: Input should be a valid"),
+        ("roots: {}\nlocal_root: [/mnt]\n", 2, "unknown key 'local_root'"),
     ],
 )
 def test_bad_file_names_file_line_and_fix(
@@ -146,27 +150,6 @@ def test_empty_or_null_roots_are_valid(project: Path, text: str) -> None:
     # ... and remembering a root on top of such a file works and keeps it valid.
     remember_root(project, "eth3d", Path("/data/eth3d"))
     assert load_settings(project).roots == {"eth3d": "/data/eth3d"}
-
-
-@pytest.mark.parametrize(
-    ("text", "line", "message"),
-    [
-        ("local_roots:\n  - relative/nas\n", 2, "not an absolute path"),
-        ("local_roots: /mnt/nas\n", 1, "local_roots: Input should be a valid"),
-        ("roots: {}\nlocal_root: [/mnt]\n", 2, "unknown key 'local_root'"),
-    ],
-)
-def test_bad_local_roots_name_file_and_line(
-    project: Path, text: str, line: int, message: str
-) -> None:
-    path = settings_path(project)
-    path.parent.mkdir()
-    path.write_text(text)
-    with pytest.raises(SettingsError) as caught:
-        load_settings(project)
-    problem = caught.value.problems[0]
-    assert (problem.path, problem.line) == (path, line)
-    assert message in problem.message
 
 
 def test_forget_drops_one_root_and_keeps_the_rest(project: Path) -> None:

@@ -18,10 +18,13 @@ from vcat.lists.dataset import ImagePathDataset, ImageReadError
 VCAT = str(Path(sys.executable).with_name("vcat"))
 
 
-def test_flickr_memmap_refuses_a_fifo_list(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stage", "output"), [("flickr-memmap", "x.mm"), ("flickr-images", "out")])
+def test_a_list_stage_refuses_a_fifo_list_without_waiting(
+    tmp_path: Path, stage: str, output: str
+) -> None:
     os.mkfifo(tmp_path / "flickr-x.tsv")
     done = subprocess.run(
-        [VCAT, "stage", "flickr-memmap", str(tmp_path / "flickr-x.tsv"), str(tmp_path / "x.mm")],
+        [VCAT, "stage", stage, str(tmp_path / "flickr-x.tsv"), str(tmp_path / output)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,0 +1,20 @@
+"""Fixtures shared by the test modules; a module may define its own ``project`` instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty vcat project (dvc.yaml and catalog/) made the working directory, with no
+    catalog or settings file named by the environment."""
+    (tmp_path / "catalog" / "datasets").mkdir(parents=True)
+    (tmp_path / "catalog" / "models").mkdir()
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VCAT_CATALOG", raising=False)
+    monkeypatch.delenv("VCAT_SETTINGS", raising=False)
+    return tmp_path
