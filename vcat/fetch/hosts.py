@@ -67,29 +67,38 @@ class HostPolicy:
             )
 
 
-def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_RESOLVED: dict[tuple[str, int], tuple[Address, ...]] = {}
+
+
+def _addresses(host: str, port: int) -> tuple[Address, ...]:
     """Every address ``host`` stands for; none when it does not resolve (the connection
-    then fails on its own, with its own message)."""
+    then fails on its own, with its own message). Answers are kept per process, since a
+    list names the same few hosts millions of times; a failed lookup is not kept, so a name
+    that resolves later is checked then."""
     try:
-        return [_unmapped(ipaddress.ip_address(host))]
+        return (_unmapped(ipaddress.ip_address(host)),)
     except ValueError:
         pass
+    known = _RESOLVED.get((host, port))
+    if known is not None:
+        return known
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return []
-    return [_unmapped(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in infos]
+        return ()
+    found = tuple(_unmapped(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in infos)
+    _RESOLVED[(host, port)] = found
+    return found
 
 
-def _unmapped(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _unmapped(address: Address) -> Address:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
 
 
-def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+def _kind(address: Address) -> str:
     for attribute, name in (
         ("is_unspecified", "an unspecified"),
         ("is_loopback", "a loopback"),
