@@ -1,0 +1,1 @@
+"""Videos to frames: decoding on a time grid, the naming scheme of frames, and their reader."""
