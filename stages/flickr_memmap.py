@@ -2,27 +2,19 @@
 
 Training code reads the subset's image paths from a headerless ``numpy.memmap(dtype='S120')``
 (see :mod:`vcat.lists.memmap`), which DataLoader workers share instead of copying. The list is
-converted in blocks of whole lines with numpy, so memory stays bounded for lists of hundreds
-of millions of lines. The column holding the path and the slot width come from params.yaml.
+converted in blocks of whole lines with numpy (:mod:`vcat.lists.parsing`), so memory stays
+bounded for lists of hundreds of millions of lines. The column holding the path and the slot
+width come from params.yaml. The ``path-list`` stage converts the other list formats.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
-import queue
-import threading
 import time
-import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Any, BinaryIO
 
-import numpy as np
-import typer
-from numpy.lib.stride_tricks import sliding_window_view
-from numpy.typing import NDArray
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -32,19 +24,24 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from vcat.console import fail, stderr, stderr_bars
+from vcat.console import stderr, stderr_bars
 from vcat.display import shown
 from vcat.lists.memmap import DEFAULT_WIDTH
-from vcat.regular import open_regular
-from vcat.stage import (
-    MetricsOption,
-    OverwriteOption,
-    ParamsOption,
-    StageError,
-    merge_conf,
-    stage_conf,
-    write_json,
-)
+from vcat.lists.parsing import convert_block
+from vcat.lists.reading import BLOCK_BYTES, ListFormatError, iter_blocks, read_blocks
+from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
+from vcat.stage_cli import list_argument, output_argument, run_stage, settings
+
+__all__ = [
+    "BLOCK_BYTES",
+    "ListFormatError",
+    "command",
+    "convert",
+    "convert_block",
+    "default_conf",
+    "iter_blocks",
+    "main",
+]
 
 NAME = "flickr-memmap"
 default_conf: dict[str, Any] = {
@@ -53,167 +50,6 @@ default_conf: dict[str, Any] = {
 }
 # params.yaml keys that dvc.yaml reads to choose what to convert
 pipeline_keys = ("entry", "subsets")
-
-BLOCK_BYTES = 16 * 2**20
-_GZIP_MAGIC = b"\x1f\x8b"
-_NL, _CR, _TAB = ord("\n"), ord("\r"), ord("\t")
-
-
-class ListFormatError(ValueError):
-    """A list that cannot be converted; the message names the file and, where known, the line."""
-
-
-def _first(mask: NDArray[np.bool_]) -> int | None:
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else None
-
-
-def _line_of_byte(block: bytes, byte: bytes, ends: NDArray[np.intp]) -> int | None:
-    """The line holding the first ``byte`` in ``block``, or None."""
-    position = block.find(byte)
-    return None if position < 0 else int(np.searchsorted(ends, position))
-
-
-def _field_count_problem(tab_count: int, column: int, empty: bool) -> str:
-    if empty:
-        return f"an empty line where {column + 1} tab-separated fields are needed"
-    if tab_count == 0:
-        return f"one field where the path column needs {column + 1} tab-separated fields"
-    return f"{tab_count + 1} tab-separated fields where the path column needs {column + 1}"
-
-
-def _check_utf8(block: bytes) -> int | None:
-    """The index of the first line holding bytes that are not UTF-8, or None."""
-    if block.isascii():
-        return None
-    try:
-        block.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return block.count(b"\n", 0, exc.start)
-    return None
-
-
-def convert_block(
-    block: bytes, column: int, width: int, source: Path, first_line: int = 1
-) -> NDArray[np.uint8]:
-    """The path field of every line of ``block`` as rows of ``width`` NUL-padded bytes.
-
-    ``block`` holds whole lines (the last one may lack its newline); errors name the line as
-    ``source:<first_line + i>``.
-    """
-    buf = np.frombuffer(block, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == _NL)
-    ends = newlines if block.endswith(b"\n") else np.append(newlines, buf.size)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    ends = ends - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == _CR))
-
-    tabs = np.flatnonzero(buf == _TAB)
-    first_tab = np.searchsorted(tabs, starts)
-    tab_count = np.searchsorted(tabs, ends) - first_tab
-    too_few = tab_count < column
-    if tabs.size == 0:
-        field_start, field_end = starts, ends
-    else:
-        last = tabs.size - 1
-        before = tabs[np.clip(first_tab + column - 1, 0, last)] + 1
-        field_start = starts if column == 0 else before
-        after = tabs[np.clip(first_tab + column, 0, last)]
-        field_end = np.where(tab_count > column, after, ends)
-    lengths = field_end - field_start
-
-    candidates: list[tuple[int | None, Callable[[int], str]]] = [
-        (
-            _first(too_few),
-            lambda i: _field_count_problem(tab_count[i], column, starts[i] == ends[i]),
-        ),
-        (
-            _first(~too_few & (lengths <= 0)),
-            lambda i: f"the path (field {column + 1}) is empty",
-        ),
-        (
-            _first(~too_few & (lengths > width)),
-            lambda i: (
-                f"the path is {lengths[i]} bytes, longer than the {width}-byte slots "
-                "of the list; raise the stage's width setting"
-            ),
-        ),
-        (
-            _line_of_byte(block, b"\0", ends),
-            lambda i: "holds a NUL byte, which the NUL-padded list cannot store",
-        ),
-        (_check_utf8(block), lambda i: "holds bytes that are not UTF-8"),
-    ]
-    found = [(line, describe) for line, describe in candidates if line is not None]
-    if found:
-        line, describe = min(found, key=lambda item: item[0])
-        raise ListFormatError(f"{source}:{first_line + line}: {describe(line)}")
-
-    # each row is the `width` bytes from its field's start, the bytes past the field zeroed
-    padded = np.frombuffer(block + bytes(width), dtype=np.uint8)
-    rows = sliding_window_view(padded, width)[field_start]
-    rows *= np.arange(width) < lengths[:, None]
-    return rows
-
-
-def iter_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
-    """Successive blocks of whole lines read from ``stream``, about ``block_bytes`` each."""
-    pending = b""
-    while True:
-        data = stream.read(block_bytes)
-        if not data:
-            if pending:
-                yield pending
-            return
-        data = pending + data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            pending = data  # one line longer than a block: keep reading
-            continue
-        pending = data[cut:]
-        yield data[:cut]
-
-
-def prefetch(blocks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
-    """``blocks``, read ahead by a thread so decompression overlaps the caller's numpy work.
-
-    zlib and numpy both release the GIL, so the two run on two cores. An error in the
-    thread is raised here; leaving the loop early stops the thread.
-    """
-    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def offer(item: bytes | BaseException | None) -> bool:
-        """Hand ``item`` to the caller; False once the caller has stopped listening."""
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for block in blocks:
-                if not offer(block):
-                    return
-        except BaseException as exc:
-            offer(exc)
-            return
-        offer(None)
-
-    thread = threading.Thread(target=produce, name="list-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _progress() -> Progress:
@@ -235,24 +71,13 @@ def convert(
     The list is read in blocks of about ``block_bytes`` of text, which bounds the memory used.
     """
     count = 0
-    with open_regular(list_path) as raw, _progress() as progress:  # a FIFO is refused
-        compressed = raw.read(2) == _GZIP_MAGIC
-        raw.seek(0)
-        text: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+    with _progress() as progress:
         task = progress.add_task(list_path.name, total=list_path.stat().st_size, lines=0)
-        try:
-            # closed before the file is, so the reading thread never outlives it
-            with closing(prefetch(iter_blocks(text, block_bytes))) as blocks:
-                for block in blocks:
-                    rows = convert_block(block, column, width, list_path, first_line=count + 1)
-                    sink.write(rows.data)
-                    count += len(rows)
-                    progress.update(task, completed=raw.tell(), lines=count)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise ListFormatError(
-                f"{list_path}: not a complete gzip file after {count:,} lines ({exc}); "
-                "fetch it again"
-            ) from None
+        for block in read_blocks(list_path, block_bytes=block_bytes):
+            rows = convert_block(block.data, column, width, list_path, first_line=count + 1)
+            sink.write(rows.data)
+            count += len(rows)
+            progress.update(task, completed=block.position, lines=count)
     if count == 0:
         raise ListFormatError(f"{list_path}: the list holds no lines")
     return count
@@ -279,8 +104,8 @@ def main(
     written to a temporary name beside ``output`` and renamed into place when complete.
     ``metrics``, when given, receives the number of paths and bytes as JSON.
     """
-    settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
-    width, column = int(settings.width), int(settings.column)
+    conf = settings(NAME, default_conf, conf)
+    width, column = int(conf.width), int(conf.column)
     if width < 1 or column < 0:
         raise StageError(f"stage {NAME}: width must be >= 1 and column >= 0")
     if not overwrite and is_current(list_path, output, width):
@@ -311,27 +136,22 @@ def _convert_into(list_path: Path, output: Path, column: int, width: int) -> Non
     )
 
 
+ListArgument = list_argument("Subset list: tab-separated lines, gzip'd or not.")
+OutputArgument = output_argument("The .memmap file to write.", folder=False)
+
+
 def command(
-    list_path: Annotated[
-        Path,
-        typer.Argument(
-            help="Subset list: tab-separated lines, gzip'd or not.",
-            metavar="LIST",
-            exists=True,
-            dir_okay=False,
-            readable=True,
-        ),
-    ],
-    output: Annotated[
-        Path, typer.Argument(help="The .memmap file to write.", dir_okay=False, metavar="OUTPUT")
-    ],
+    list_path: ListArgument,
+    output: OutputArgument,
     overwrite: OverwriteOption = False,
     metrics: MetricsOption = None,
     params: ParamsOption = None,
 ) -> None:
     """Convert a Flickr-CC subset list into the S120 memmap path list DataLoaders share."""
-    try:
-        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
-        main(conf, list_path, output, overwrite, metrics)
-    except (StageError, ListFormatError) as exc:
-        fail(str(exc))
+    run_stage(
+        NAME,
+        default_conf,
+        params,
+        lambda conf: main(conf, list_path, output, overwrite, metrics),
+        pipeline_keys,
+    )

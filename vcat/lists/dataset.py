@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from vcat.lists.memmap import DEFAULT_WIDTH, PathList
+from vcat.lists.memmap import PathList
 from vcat.regular import open_regular
 
 
@@ -20,7 +20,8 @@ class ImageReadError(OSError):
 class ImagePathDataset(Dataset[Any]):
     """Item ``i`` is the image at ``root / paths[i]`` as an RGB PIL image, or ``transform`` of it.
 
-    The list stays a read-only memmap (see :class:`PathList`), so DataLoader workers share it.
+    The list stays a read-only memmap (see :class:`PathList`: a list folder of the path-list
+    stage, or a bare memmap of ``width``-byte paths), so DataLoader workers share it.
     A missing or unreadable image raises an error naming the file, the index and the list.
     """
 
@@ -29,7 +30,7 @@ class ImagePathDataset(Dataset[Any]):
         list_path: Path | str,
         root: Path | str,
         transform: Callable[[Image.Image], Any] | None = None,
-        width: int = DEFAULT_WIDTH,
+        width: int | None = None,
     ) -> None:
         self.paths = PathList(list_path, width)
         self.root = Path(root)
@@ -42,7 +43,7 @@ class ImagePathDataset(Dataset[Any]):
         return f"item {index} of {self.paths.path}"
 
     def __getitem__(self, index: int) -> Any:
-        relative = self.paths[index]
+        relative = self.paths.path_at(index)
         parts = PurePosixPath(relative)
         if parts.is_absolute() or ".." in parts.parts:
             raise ValueError(f"{relative!r} ({self._where(index)}) is not a path inside the root")
