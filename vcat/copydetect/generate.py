@@ -168,7 +168,7 @@ class Job:
     sources: Sequence[Source]
     others: Sequence[Source]
     recipe: Recipe
-    assets: Assets = Assets()
+    assets: Assets = field(default_factory=Assets)
 
     def check(self) -> None:
         from vcat.copydetect.pool import USES_OTHER_IMAGES
@@ -511,7 +511,7 @@ def finish(folder: Path) -> Summary:
     classes = set()
     with ShardReader(folder) as reader:
         summary.shards = len(reader.index.shards)
-        for key in reader.keys():
+        for key in reader.index.samples:
             record = json.loads(reader.read_member(key, "json"))
             summary.images += 1
             classes.add(record["class"])

@@ -143,7 +143,7 @@ def draw_sprite(rng: np.random.Generator) -> Image.Image:
 
 def text_size(font: Font, text: str) -> tuple[int, int]:
     """Width and height of ``text`` drawn at (0, 0) with ``font``, in pixels."""
-    left, top, right, bottom = font.getbbox(text)
+    _, _, right, bottom = font.getbbox(text)
     return max(0, int(right)), max(0, int(bottom))
 
 

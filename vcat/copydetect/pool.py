@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import albumentations as A
 import cv2
@@ -43,7 +43,7 @@ class Context:
 
     size: int
     other: Callable[[np.random.Generator], RGB]
-    assets: Assets = Assets()
+    assets: Assets = field(default_factory=Assets)
 
 
 Transform = Callable[[RGB, np.random.Generator, Context], RGB]
