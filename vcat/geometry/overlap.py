@@ -40,7 +40,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,6 +274,38 @@ def overlap_matrix(
     poses = np.stack([view.world_to_camera for view in views]) if views else np.zeros((0, 4, 4))
     seen, valid = overlap_counts(grid_depths, grid_K, poses, depth_range, tolerance)
     return overlap_fractions(seen, valid)
+
+
+def views_overlap(
+    views: Iterable[tuple[View, NDArray[np.floating]]],
+    size: tuple[int, int] = DEFAULT_SIZE,
+    depth_range: DepthRange = ANY_DEPTH,
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[str], Floats, NDArray[np.int64]]:
+    """Names, overlap matrix and valid grid pixels of views given with their full-size depth
+    maps one at a time, each reduced to the grid as it comes (a scene of thousands of views
+    never holds more than one full-size depth map)."""
+    names: list[str] = []
+    grid_depths, grid_K, poses = [], [], []
+    for view, depth in views:
+        depths, K = grid_views([view], [depth], size)
+        names.append(view.name)
+        grid_depths.append(depths[0])
+        grid_K.append(K[0])
+        poses.append(np.array(view.world_to_camera, dtype=np.float64))
+    if len(set(names)) != len(names):
+        raise GeometryError("two views have the same name")
+    w, h = size
+    seen, valid = overlap_counts(
+        np.stack(grid_depths) if names else np.zeros((0, h, w)),
+        np.stack(grid_K) if names else np.zeros((0, 3, 3)),
+        np.stack(poses) if names else np.zeros((0, 4, 4)),
+        depth_range,
+        tolerance,
+        progress,
+    )
+    return names, overlap_fractions(seen, valid), valid
 
 
 # --- the file ---------------------------------------------------------------------------------
