@@ -102,19 +102,37 @@ def test_copydetect_build_is_byte_reproducible(copydetect: Path, tmp_path: Path)
     assert [name for name in first if first[name] != second[name]] == []
 
 
-def test_copydetect_ground_truth_names_existing_files(copydetect: Path) -> None:
+def read_ground_truth(path: Path) -> list[tuple[str, str]]:
+    """The matches as isc2021's ``read_ground_truth`` reads them: header and empty rows skipped."""
+    pairs = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line == "query_id,reference_id":
+            continue
+        query, reference = line.split(",")
+        if reference:
+            pairs.append((query, reference))
+    return pairs
+
+
+def test_copydetect_ground_truth_has_a_row_per_query_as_disc21(copydetect: Path) -> None:
+    data = (copydetect / "ground_truth.csv").read_bytes()
+    assert b"\r" not in data and data.endswith(b"\n")
     with (copydetect / "ground_truth.csv").open(newline="") as stream:
         reader = csv.DictReader(stream)
         assert reader.fieldnames == ["query_id", "reference_id"]
         rows = list(reader)
-    assert len(rows) == COPY_COUNT
-    assert len({row["query_id"] for row in rows}) == COPY_COUNT
-    for row in rows:
-        assert re.fullmatch(r"Q\d{5}", row["query_id"])
-        assert re.fullmatch(r"R\d{6}", row["reference_id"])
-        assert (copydetect / "queries" / f"{row['query_id']}.jpg").is_file()
-        assert (copydetect / "references" / f"{row['reference_id']}.jpg").is_file()
-    queries = {path.stem for path in (copydetect / "queries").glob("*.jpg")}
-    distractors = queries - {row["query_id"] for row in rows}
+    queries = sorted(path.stem for path in (copydetect / "queries").glob("*.jpg"))
     assert len(queries) == COPY_COUNT + DISTRACTOR_COUNT
+    # one row per query, in query-id order, the reference empty for a distractor
+    assert [row["query_id"] for row in rows] == queries
+    distractors = [row for row in rows if row["reference_id"] == ""]
     assert len(distractors) == DISTRACTOR_COUNT
+    assert data.count(b",\n") == DISTRACTOR_COUNT
+    matches = read_ground_truth(copydetect / "ground_truth.csv")
+    assert len(matches) == COPY_COUNT
+    for query, reference in matches:
+        assert re.fullmatch(r"Q\d{5}", query)
+        assert re.fullmatch(r"R\d{6}", reference)
+        assert (copydetect / "queries" / f"{query}.jpg").is_file()
+        assert (copydetect / "references" / f"{reference}.jpg").is_file()

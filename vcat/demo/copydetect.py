@@ -1,10 +1,13 @@
 """The demo copy-detection set: references, edited copies as queries, distractors, ground truth.
 
 Laid out as DISC21 publishes it (seed-formats.md section C): ``references/R000000.jpg`` ...,
-``queries/Q00000.jpg`` ... and ``ground_truth.csv`` (``query_id,reference_id``, one row per
-query that copies a reference). A query is either an edited copy of one reference (a few edits
-drawn from crop, resize, rotation, colour jitter, blur, JPEG re-encoding and overlay onto
-another image) or a distractor that copies none.
+``queries/Q00000.jpg`` ... and ``ground_truth.csv``. A query is either an edited copy of one
+reference (a few edits drawn from crop, resize, rotation, colour jitter, blur, JPEG
+re-encoding and overlay onto another image) or a distractor that copies none.
+
+``ground_truth.csv`` is written as DISC21's ``public_ground_truth.csv`` is: the header
+``query_id,reference_id``, then one row per query in query-id order, the reference empty for a
+distractor (``Q00005,``), LF line ends. isc2021's ``read_ground_truth`` skips the empty rows.
 
 Each photo is split in two: references are cut from disjoint cells of its left part, and
 distractors and overlay backgrounds from its right part, so no query shares content with a
@@ -129,17 +132,20 @@ def build_copydetect(out: Path) -> None:
     query_count = COPY_COUNT + DISTRACTOR_COUNT
     # query slots in shuffled order: the first COPY_COUNT slots are copies, the rest distractors
     slots = plan.permutation(query_count)
-    rows = []
+    references_of: dict[str, str] = {}
     for position, slot in enumerate(slots):
         index = int(slot)
         if position < COPY_COUNT:
             source = int(copied[position])
             pixels = _edited_copy(index, references[source])
-            rows.append((query_id(index), reference_id(source)))
+            references_of[query_id(index)] = reference_id(source)
         else:
             pixels = _distractor(index)
+            references_of[query_id(index)] = ""
         save_jpeg(out / "queries" / f"{query_id(index)}.jpg", pixels)
 
-    text = "query_id,reference_id\n" + "".join(f"{q},{r}\n" for q, r in sorted(rows))
+    text = "query_id,reference_id\n" + "".join(
+        f"{query},{references_of[query]}\n" for query in sorted(references_of)
+    )
     with atomic_output(out / "ground_truth.csv") as stream:
         stream.write(text.encode("ascii"))
