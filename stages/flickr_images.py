@@ -13,6 +13,16 @@ output folder with its line, URL and failure class, and not stored; the stage fa
 than ``max_missing_fraction`` of the list is missing. A stopped
 run resumes where its last sealed shard ended; images after it are attempted again.
 
+Like the source project's downloader, the stage stores each image with its shorter side at
+``short_side`` pixels (256) by default: Pillow's ``resize`` with its default filter (bicubic;
+nearest for palette and 1-bit images), smaller images enlarged unless ``enlarge`` is false,
+saved in the format its path names (JPEG at quality ``jpeg_quality``, Pillow's default 75,
+without the original's metadata or EXIF rotation, as there). Unlike there, the shorter side is
+exactly ``short_side``: the source computes the size in floating point and gets 255 for about
+one shorter side in eight (49, 98, 103 pixels, ...). An image whose size is already right is
+stored as downloaded; ``short_side: 0`` stores every image as downloaded. The downloaded bytes
+are checked before any resizing, so a bomb is never decoded in full.
+
 The list is somebody else's data, so its URLs reach public hosts only (``allowed_hosts``
 names exceptions; see :mod:`vcat.fetch.hosts`) and local files below the allowed roots only
 (:mod:`vcat.localfiles`): a line cannot pack this machine's secrets into a released shard.
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -31,28 +42,30 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-import typer
+from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vcat.console import fail, stderr, stderr_bars
+from vcat.console import stderr, stderr_bars
 from vcat.failures import FetchFailure
 from vcat.fetch.download import RetryPolicy
 from vcat.fetch.hosts import HostPolicy
 from vcat.fetch.small import fetch_bytes
-from vcat.images import DEFAULT_MAX_PIXELS, ImageLimits, ImageProblem, check_image
+from vcat.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageFailure,
+    ImageInfo,
+    ImageLimits,
+    ImageProblem,
+    check_image,
+)
+from vcat.lists.reading import ListFormatError, open_list
 from vcat.regular import NotRegularFile, require_regular
 from vcat.shards import ShardError, ShardWriter, check_member_name
-from vcat.stage import (
-    MetricsOption,
-    OverwriteOption,
-    ParamsOption,
-    StageError,
-    merge_conf,
-    stage_conf,
-    write_json,
-)
+from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
+from vcat.stage_cli import StageFailed, list_argument, output_argument, run_stage
+from vcat.stage_cli import settings as stage_settings
 
 NAME = "flickr-images"
 default_conf: dict[str, Any] = {
@@ -63,6 +76,11 @@ default_conf: dict[str, Any] = {
     "shard_max_count": 10_000,
     "shard_max_bytes": 1 << 30,
     "max_missing_fraction": 0.0,  # Flickr deletes photos: real subsets need a few percent
+    # the shorter side of every stored image, as the source project's downloader stores them;
+    # 0 stores the downloaded bytes as they are
+    "short_side": 256,
+    "enlarge": True,  # smaller images are enlarged to short_side, as the downloader does
+    "jpeg_quality": 75,  # of resized JPEGs: Pillow's default, which the downloader uses
     # hosts that may serve images although they are not public (a lab mirror); any other
     # loopback, private or link-local address in a list is refused (vcat.fetch.hosts)
     "allowed_hosts": [],
@@ -76,12 +94,8 @@ _UNSAFE_URL = re.compile(r"[\x00-\x20\x7f]|%00")
 Fetched = bytes | FetchFailure | ImageProblem  # an image's bytes, or why there are none
 
 
-class TooManyMissing(StageError):
+class TooManyMissing(StageFailed):
     """More images could not be had than the stage allows."""
-
-
-class ListFormatError(ValueError):
-    """A list line that cannot be used; the message names the file and line."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +122,12 @@ def read_rows(list_path: Path) -> list[Row]:
         require_regular(list_path)  # a FIFO would be waited on forever
     except NotRegularFile as exc:
         raise ListFormatError(str(exc)) from None
-    opener = gzip.open if list_path.read_bytes()[:2] == b"\x1f\x8b" else open
     rows = []
     try:
-        with opener(list_path, "rt", encoding="utf-8", newline="") as lines:
+        with (
+            open_list(list_path) as (binary, _),
+            io.TextIOWrapper(binary, encoding="utf-8", newline="") as lines,
+        ):
             for number, text in enumerate(lines, start=1):
                 fields = text.rstrip("\r\n").split("\t")
                 if len(fields) != 3 or not all(fields):
@@ -139,8 +155,8 @@ def read_rows(list_path: Path) -> list[Row]:
 
 def _signature(list_path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     digest = hashlib.md5(list_path.read_bytes()).hexdigest()
-    limits = {key: settings[key] for key in ("shard_max_count", "shard_max_bytes")}
-    return {"list_md5": digest, **limits}
+    kept = ("shard_max_count", "shard_max_bytes", "short_side", "enlarge", "jpeg_quality")
+    return {"list_md5": digest, **{key: settings[key] for key in kept}}
 
 
 def _prepare_folder(output: Path, signature: dict[str, Any], overwrite: bool) -> None:
@@ -183,15 +199,46 @@ def _fetch(
         return failure
 
 
-def _checked(row: Row, result: bytes | FetchFailure, limits: ImageLimits) -> Fetched:
-    """``result`` when it is a body that decodes as the image ``row`` names, else why not."""
+@dataclass(frozen=True)
+class Resize:
+    """How stored images are resized: shorter side (0: not at all), enlarging, JPEG quality."""
+
+    short_side: int = 0
+    enlarge: bool = True
+    jpeg_quality: int = 75
+
+
+def resized(data: bytes, info: ImageInfo, resize: Resize) -> bytes:
+    """The checked image ``data`` (``info`` says what it is) with its shorter side at
+    ``resize.short_side``, saved in its own format; ``data`` itself when no resize is due."""
+    short = min(info.width, info.height)
+    target = resize.short_side
+    if target <= 0 or short == target or (short < target and not resize.enlarge):
+        return data
+    size = (info.width * target // short, info.height * target // short)
+    kind = "JPEG" if info.format in ("JPEG", "MPO") else info.format
+    options = {"quality": resize.jpeg_quality} if kind == "JPEG" else {}
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(data), formats=[info.format]) as image:
+        image.resize(size).save(buffer, format=kind, **options)
+    return buffer.getvalue()
+
+
+def _checked(
+    row: Row, result: bytes | FetchFailure, limits: ImageLimits, resize: Resize
+) -> Fetched:
+    """What to store for ``row``: ``result`` when it is a body that decodes as the image
+    ``row`` names, resized as ``resize`` says; else why there is nothing."""
     if isinstance(result, FetchFailure):
         return result
     try:
-        check_image(result, row.ext, limits)
+        info = check_image(result, row.ext, limits)
     except ImageProblem as problem:
         return problem
-    return result
+    try:
+        return resized(result, info, resize)
+    except Exception as exc:  # a decoder or encoder's complaint, after the checks passed
+        return ImageProblem(ImageFailure.CORRUPT, f"cannot be resized ({exc})")
 
 
 def _progress() -> Progress:
@@ -243,10 +290,15 @@ def main(
     an interrupted one, and starts afresh otherwise (or with ``overwrite``). ``metrics``,
     when given, receives the counts of listed, stored and missing images as JSON.
     """
-    settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
+    settings = stage_settings(NAME, default_conf, conf)
     jobs = int(settings.jobs)
     if jobs < 1 or int(settings.attempts) < 1:
         raise StageError(f"stage {NAME}: jobs and attempts must be at least 1")
+    if int(settings.short_side) < 0 or not 1 <= int(settings.jpeg_quality) <= 100:
+        raise StageError(
+            f"stage {NAME}: short_side must be >= 0 (0: keep the size) and jpeg_quality 1..100"
+        )
+    resize = Resize(int(settings.short_side), bool(settings.enlarge), int(settings.jpeg_quality))
     rows = read_rows(list_path)
     _prepare_folder(output, _signature(list_path, settings), overwrite)
     policy = RetryPolicy(attempts=int(settings.attempts))
@@ -274,7 +326,7 @@ def main(
             limits = ImageLimits(max_bytes, int(settings.max_image_pixels))
 
             def download(row: Row) -> Fetched:
-                return _checked(row, _fetch(row, policy, max_bytes, hosts), limits)
+                return _checked(row, _fetch(row, policy, max_bytes, hosts), limits, resize)
 
             results = _in_order(pool, download, todo, 4 * jobs)
             for row, result in zip(todo, results, strict=True):
@@ -338,28 +390,22 @@ class _MissingLog:
         self._stream.close()
 
 
+ListArgument = list_argument("Subset list: id, URL and relative path per line, gzip'd or not.")
+OutputArgument = output_argument("Folder of shards to write.", folder=True)
+
+
 def command(
-    list_path: Annotated[
-        Path,
-        typer.Argument(
-            help="Subset list: id, URL and relative path per line, gzip'd or not.",
-            metavar="LIST",
-            exists=True,
-            dir_okay=False,
-        ),
-    ],
-    output: Annotated[
-        Path, typer.Argument(help="Folder of shards to write.", file_okay=False, metavar="OUTPUT")
-    ],
+    list_path: ListArgument,
+    output: OutputArgument,
     overwrite: OverwriteOption = False,
     metrics: MetricsOption = None,
     params: ParamsOption = None,
 ) -> None:
     """Download the images of a Flickr-CC subset list into WebDataset shards."""
-    try:
-        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
-        main(conf, list_path, output, overwrite, metrics)
-    except TooManyMissing as exc:
-        fail(str(exc), code=1)
-    except (StageError, ListFormatError, ShardError) as exc:
-        fail(str(exc))
+    run_stage(
+        NAME,
+        default_conf,
+        params,
+        lambda conf: main(conf, list_path, output, overwrite, metrics),
+        pipeline_keys,
+    )

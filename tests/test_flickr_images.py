@@ -55,7 +55,9 @@ def write_list(path: Path, server: MisbehavingServer, count: int = COUNT) -> Pat
 
 
 def conf(**settings: object) -> dict[str, object]:
+    """Settings for the tests; images are stored as served unless a test resizes them."""
     return {
+        "short_side": 0,
         "shard_max_count": 5,
         "jobs": 3,
         "attempts": 2,
@@ -271,3 +273,100 @@ def test_files_cut_short_by_a_kill_do_not_stop_the_next_run(
     (output / ".run.json").write_text('{"list_md5": "0f')  # cut while it was written
     main(conf(max_missing_fraction=0.5), listed, output)
     assert digests(output) == digests(clean)
+
+
+# --- resizing to the source project's shorter side ------------------------------------------
+
+
+def photo(size: tuple[int, int], seed: int = 3, kind: str = "JPEG") -> bytes:
+    """A smooth seeded image of ``size`` (width, height), encoded as ``kind``."""
+    rng = np.random.default_rng([seed, *size])
+    small = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize(size, Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind, **({"quality": 92} if kind == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def upstream_resize(data: bytes, size: int = 256) -> bytes:
+    """What continuous_ssl_problem's download_subset.py stores: the shorter side scaled to
+    ``size`` in floating point, Pillow's default filter, saved with Pillow's defaults."""
+    image = Image.open(io.BytesIO(data))
+    w, h = image.size
+    factor = size / min(w, h)
+    buffer = io.BytesIO()
+    image.resize((int(w * factor), int(h * factor))).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def stored(
+    tmp_path: Path, server: MisbehavingServer, images: dict[str, bytes], **settings: object
+) -> dict[str, dict[str, bytes]]:
+    rows = [
+        (server.add(f"/r/{name}", Route(data)), f"images/r/{name}") for name, data in images.items()
+    ]
+    listed = write_rows(tmp_path / "flickr-r.tsv.gz", rows)
+    output = main(conf(**settings), listed, tmp_path / "out", overwrite=True)
+    with ShardReader(output) as shards:
+        keys = shards.keys()
+        return {key.removeprefix("images/r/"): shards.read(key) for key in keys}
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()  # decodes to the end
+        return image.size
+
+
+def test_images_are_stored_with_the_shorter_side_of_the_source_downloader(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    served = {
+        "wide.jpg": photo((600, 400)),
+        "tall.jpg": photo((300, 512)),
+        "small.jpg": photo((32, 24)),
+        "exact.jpg": photo((256, 300)),
+        "odd.jpg": photo((70, 49)),  # upstream's floating point gives a shorter side of 255
+        "flat.png": photo((400, 300), kind="PNG"),
+    }
+    got = stored(tmp_path, server, served, short_side=256)
+    assert {name: size_of(*sample.values()) for name, sample in got.items()} == {
+        "wide": (384, 256),
+        "tall": (256, 436),
+        "small": (341, 256),  # enlarged, as upstream does
+        "exact": (256, 300),
+        "odd": (365, 256),
+        "flat": (341, 256),
+    }
+    # byte for byte what the source project's downloader writes where its sizes are exact
+    for name in ("wide", "tall", "small"):
+        assert got[name]["jpg"] == upstream_resize(served[f"{name}.jpg"])
+    assert size_of(upstream_resize(served["odd.jpg"])) == (365, 255)
+    assert got["exact"]["jpg"] == served["exact.jpg"]  # already the right size: as served
+    with Image.open(io.BytesIO(got["flat"]["png"])) as image:
+        assert image.format == "PNG"
+
+
+def test_the_original_size_and_no_enlarging_are_options(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    served = {"wide.jpg": photo((600, 400)), "small.jpg": photo((32, 24))}
+    kept = stored(tmp_path, server, served, short_side=0)
+    assert {name: sample["jpg"] for name, sample in kept.items()} == {
+        "wide": served["wide.jpg"],
+        "small": served["small.jpg"],
+    }
+    shrunk = stored(tmp_path, server, served, short_side=128, enlarge=False, jpeg_quality=95)
+    assert size_of(shrunk["wide"]["jpg"]) == (192, 128)
+    assert shrunk["small"]["jpg"] == served["small.jpg"]
+    with pytest.raises(StageError, match="short_side must be >= 0"):
+        stored(tmp_path, server, served, short_side=-1)
+
+
+def test_a_changed_size_starts_the_shards_over(tmp_path: Path, server: MisbehavingServer) -> None:
+    listed = write_list(tmp_path / "flickr-x.tsv.gz", server)
+    output = main(conf(), listed, tmp_path / "out")
+    main(conf(short_side=64), listed, output)
+    with ShardReader(output) as shards:
+        assert size_of(shards.read(relative(0).removesuffix(".jpg"))["jpg"]) == (85, 64)
+    assert digests(output) == digests(main(conf(short_side=64), listed, tmp_path / "fresh"))
