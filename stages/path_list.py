@@ -24,7 +24,8 @@ byte-identical to a run without ``--shard``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import closing
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,6 +49,8 @@ from vcat.lists.parsing import (
     parse_lines,
 )
 from vcat.lists.reading import (
+    BLOCK_BYTES,
+    Block,
     ListFormatError,
     count_items,
     cut_entries,
@@ -103,10 +106,12 @@ def convert(
     labels: bool,
     source: Mapping[str, Any],
     items: range | None = None,
+    block_bytes: int = BLOCK_BYTES,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The lines ``items`` (all when None) of ``list_path`` as the list folder ``target``;
-    returns its ``list.json`` values (``extra`` added to them)."""
+    """The lines ``items`` (all when None) of ``list_path`` as the list folder ``target``,
+    read in blocks of about ``block_bytes``; returns its ``list.json`` values (``extra`` added
+    to them)."""
     entry_width = width if list_format == MEMMAP else None
     size = list_path.stat().st_size
     if entry_width and size % width:
@@ -114,15 +119,16 @@ def convert(
             f"{list_path}: {size} bytes is not a whole number of {width}-byte entries; is it a "
             "memmap list of this width (the stage's width setting)?"
         )
-    blocks = read_blocks(list_path, entry_width)
-    if items is not None:
-        blocks = within(blocks, items, cut_entries(width) if entry_width else cut_lines)
     frames = list_format == KINETICS_FRAMES
     with (
+        closing(read_blocks(list_path, entry_width, block_bytes)) as every_block,
         _progress() as progress,
         ListBuilder(target, width, frames=frames, labels=labels) as builder,
     ):
         task = progress.add_task(list_path.name, total=size, lines=0)
+        blocks: Iterator[Block] = every_block
+        if items is not None:
+            blocks = within(blocks, items, cut_entries(width) if entry_width else cut_lines)
         for block in blocks:
             if entry_width:
                 rows = parse_entries(block.data, width, list_path, block.first + 1)

@@ -161,6 +161,8 @@ def within(
 ) -> Iterator[Block]:
     """The parts of ``blocks`` that hold items ``items`` (a contiguous range), cut by
     ``cut(block, start, stop)`` (offsets of items inside the block)."""
+    if not items:
+        return
     for block in blocks:
         end = block.first + block.count
         if end <= items.start:
