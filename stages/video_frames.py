@@ -46,7 +46,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vcat.console import fail, stderr, stderr_bars
 from vcat.parts import (
-    WHOLE,
     MergeOption,
     PartsError,
     ShardOption,
@@ -310,7 +309,8 @@ def _results(
         for video in videos:
             yield _extract(video, settings)
         return
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("fork"))
+    # spawned, not forked: a fork copies FFmpeg's and OpenCV's thread state, which can hang
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
     pending: deque[Future[ExtractedVideo | VideoProblem]] = deque()
     try:
         for video in videos:
@@ -341,11 +341,11 @@ def _allowed_failures(settings: Mapping[str, Any], videos: int) -> int:
     return int(float(settings["max_failed_fraction"]) * videos)
 
 
-def _too_many(failed: int, allowed: int, settings: Mapping[str, Any], where: Path) -> TooManyFailed:
+def _too_many(failed: int, total: int, settings: Mapping[str, Any], detail: str) -> TooManyFailed:
+    allowed = _allowed_failures(settings, total)
     return TooManyFailed(
-        f"{failed} videos gave no frames, more than the {allowed} that "
-        f"{NAME}.max_failed_fraction={settings['max_failed_fraction']} allows; see {where}. "
-        "The frames stored so far are kept: run the stage again to resume"
+        f"{failed} of {total} videos gave no frames, more than the {allowed} that "
+        f"{NAME}.max_failed_fraction={settings['max_failed_fraction']} allows; {detail}"
     )
 
 
@@ -361,12 +361,16 @@ def extract_videos(
     settings: Mapping[str, Any],
     overwrite: bool = False,
     label: str = NAME,
+    total: int | None = None,
 ) -> list[VideoRecord]:
     """The frames of ``videos`` into the shard folder ``folder`` with their records, resuming
-    an earlier run with the same videos and settings; returns the records in order."""
+    an earlier run with the same videos and settings; returns the records in order. Stops
+    once more videos failed than the settings allow of ``total`` (default: all of
+    ``videos``; a shard's part counts against the whole input, as the merge will)."""
     frames_conf = frame_settings(settings)
     jobs = int(settings["jobs"]) or os.cpu_count() or 1
-    allowed = _allowed_failures(settings, len(videos))
+    total = len(videos) if total is None else total
+    allowed = _allowed_failures(settings, total)
     _prepare_folder(folder, _signature(videos, settings), overwrite)
     with ShardWriter(
         folder,
@@ -398,7 +402,14 @@ def extract_videos(
                 if record.failure is not None:
                     failed += 1
                     if failed > allowed:
-                        raise _too_many(failed, allowed, settings, folder / JOURNAL_NAME)
+                        raise _too_many(
+                            failed,
+                            total,
+                            settings,
+                            f"the last: {video.path}: {record.failure}: {record.message}. The "
+                            "frames stored so far are kept: fix or remove the videos, or allow "
+                            "more failures, and run the stage again to resume",
+                        )
                 else:
                     assert isinstance(result, ExtractedVideo)
                     for number, jpeg in zip(record.numbers, result.frames, strict=True):
@@ -432,7 +443,11 @@ def counts(records: Sequence[VideoRecord], folder: Path) -> dict[str, Any]:
 
 
 def _finish(
-    folder: Path, records: Sequence[VideoRecord], settings: Mapping[str, Any], metrics: Path | None
+    folder: Path,
+    records: Sequence[VideoRecord],
+    settings: Mapping[str, Any],
+    metrics: Path | None,
+    total: int,
 ) -> None:
     write_lists(folder, records)
     numbers = counts(records, folder)
@@ -443,9 +458,13 @@ def _finish(
         f"{numbers['shards']} shard(s), {numbers['failed']:,} failed",
         highlight=False,
     )
-    allowed = _allowed_failures(settings, len(records))
-    if numbers["failed"] > allowed:
-        raise _too_many(numbers["failed"], allowed, settings, folder / FAILURES_NAME)
+    if numbers["failed"] > _allowed_failures(settings, total):
+        raise _too_many(
+            numbers["failed"],
+            total,
+            settings,
+            f"they are listed in {folder / FAILURES_NAME}",
+        )
 
 
 def main(
@@ -455,22 +474,20 @@ def main(
     overwrite: bool = False,
     metrics: Path | None = None,
     root: Path | None = None,
-    shard: ShardSpec = WHOLE,
+    shard: ShardSpec | None = None,
 ) -> Path:
     """Extract the frames of the videos of ``source`` (a folder, or a list file relative to
-    ``root``) into the folder ``output``; with a ``shard`` other than the whole, only its
-    block of videos, into its part folder beside ``output``. Returns the folder written."""
+    ``root``) into the folder ``output``; with a ``shard`` (even 0/1), only its block of
+    videos, into its part folder beside ``output``. Returns the folder written."""
     settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
     videos = find_videos(source, root, settings)
-    if shard.whole:
-        folder = output
-        block = videos
+    if shard is None:
+        folder, block, label = output, videos, source.name
     else:
-        folder = part_folder(output, shard)
+        folder, label = part_folder(output, shard), f"{source.name} {shard}"
         block = [videos[position] for position in shard.block(len(videos))]
-    label = source.name if shard.whole else f"{source.name} {shard}"
-    records = extract_videos(block, folder, settings, overwrite, label)
-    _finish(folder, records, settings, metrics)
+    records = extract_videos(block, folder, settings, overwrite, label, len(videos))
+    _finish(folder, records, settings, metrics, len(videos))
     return folder
 
 
@@ -509,7 +526,7 @@ def merge(
     )
     concatenate(parts, RECORDS_NAME, output / RECORDS_NAME)
     records = read_records(output / RECORDS_NAME).records
-    _finish(output, records, settings, metrics)
+    _finish(output, records, settings, metrics, len(videos))
     return output
 
 
@@ -546,7 +563,7 @@ def command(
 ) -> None:
     """Decode videos once and keep the frames on an fps grid as JPEG in WebDataset shards,
     with the Kinetics-style video list and the plain frame list."""
-    spec = shard_spec(shard)
+    spec = None if shard is None else shard_spec(shard)
     if merge_count is not None and shard is not None:
         fail("--shard and --merge are two steps: run each --shard I/N, then --merge N")
     try:

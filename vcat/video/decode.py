@@ -49,9 +49,12 @@ class VideoProblem(Exception):
     """A video that gives no frames: ``failure`` is one of FAILURE_CLASSES, ``reason`` says why."""
 
     def __init__(self, failure: str, reason: str) -> None:
-        super().__init__(f"{failure}: {reason}")
+        super().__init__(failure, reason)  # both, so that it crosses process boundaries
         self.failure = failure
         self.reason = " ".join(reason.split())
+
+    def __str__(self) -> str:
+        return f"{self.failure}: {self.reason}"
 
 
 def frame_rate(value: float | int | str) -> Fraction:
