@@ -7,7 +7,7 @@ and Full ImageNet images (``path-list``), and published S120 memmaps (``memmap-s
 stage turns any of them into a list folder (:mod:`vcat.lists.folder`): the paths as a
 headerless ``numpy.memmap(dtype='S<width>')`` that the source project's memmap reader and
 :class:`vcat.lists.memmap.PathList` map lazily in each DataLoader worker, with the frame counts
-as ``n_frames.npy`` and, with ``--labels``, each path's parent folder as its class
+as ``n_frames.npy`` and, with ``--labels parent-folder``, each path's parent folder as its class
 (``labels.npy`` and ``classes.txt``, the classes sorted by name as the source project does).
 
 The list is read in blocks of whole lines and parsed with numpy, so memory stays bounded but
@@ -254,12 +254,14 @@ FormatOption = Annotated[
         "memmap-s120 (fixed-width entries).",
     ),
 ]
+Labels = StrEnum("Labels", {"none": "none", "parent-folder": "parent-folder"})  # type: ignore[misc]
+NO_LABELS = Labels("none")
 LabelsOption = Annotated[
-    bool,
+    Labels,
     typer.Option(
         "--labels",
-        help="Label each path by its parent folder, as Full ImageNet is: labels.npy (int64) and "
-        "classes.txt (the sorted folder names, line i naming label i).",
+        help="parent-folder: label each path by its parent folder, as Full ImageNet is "
+        "(labels.npy, int64, and classes.txt, the sorted folder names, line i naming label i).",
     ),
 ]
 
@@ -268,7 +270,7 @@ def command(
     list_path: ListArgument,
     output: OutputArgument,
     list_format: FormatOption = DEFAULT_FORMAT,
-    labels: LabelsOption = False,
+    labels: LabelsOption = NO_LABELS,
     shard: ShardOption = None,
     merge: MergeOption = None,
     overwrite: OverwriteOption = False,
@@ -283,7 +285,15 @@ def command(
         default_conf,
         params,
         lambda conf: main(
-            conf, list_path, output, overwrite, metrics, str(list_format), labels, spec, parts
+            conf,
+            list_path,
+            output,
+            overwrite,
+            metrics,
+            str(list_format),
+            labels == Labels("parent-folder"),
+            spec,
+            parts,
         ),
         pipeline_keys,
     )

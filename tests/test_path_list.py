@@ -460,3 +460,14 @@ def test_the_command_runs_shards_merges_and_reports_errors(
     result = invoke(str(listed), str(tmp_path / "y"), *common)
     assert result.exit_code == 2
     assert f"{params}:2: path-list.widht is not a setting" in result.stderr
+
+
+def test_the_command_labels_by_parent_folder(tmp_path: Path) -> None:
+    listed = write_text(tmp_path / "filelist", imagenet_paths(12))
+    result = invoke(str(listed), str(tmp_path / "cli"), "--labels", "parent-folder")
+    assert result.exit_code == 0, result.output
+    expected = main(None, listed, tmp_path / "api", labels=True)
+    assert folder_bytes(tmp_path / "cli") == folder_bytes(expected)
+    result = invoke(str(listed), str(tmp_path / "none"), "--labels", "none")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "none" / "labels.npy").exists()
