@@ -93,7 +93,7 @@ class ListBuilder:
     def add(self, rows: Rows, where: Callable[[int], str]) -> None:
         """The paths of ``rows`` (and their frame counts, and labels); ``where(i)`` names row
         ``i`` in errors."""
-        self._paths.write(rows.rows.tobytes())
+        self._paths.write(np.ascontiguousarray(rows.rows).data)
         self.count += len(rows)
         if self._frames is not None:
             self._frames.append(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from vcat.lists.reading import ListFormatError
@@ -26,20 +27,29 @@ Labelled = tuple[list[str], NDArray[np.int64]]  # sorted class names, labels int
 def parent_folders(
     rows: NDArray[np.uint8], lengths: NDArray[np.intp]
 ) -> tuple[NDArray[np.bytes_], NDArray[np.bool_]]:
-    """The parent-folder name of each path (bytes), and whether it has a non-empty one."""
-    width = rows.shape[1]
-    places = np.arange(width)
-    slash = (rows == _SLASH) & (places < lengths[:, None])
-    last = width - 1 - np.argmax(slash[:, ::-1], axis=1)
-    has_last = slash.any(axis=1)
-    before = slash & (places < last[:, None])
-    previous = np.where(before.any(axis=1), width - 1 - np.argmax(before[:, ::-1], axis=1), -1)
+    """The parent-folder name of each path (bytes), and whether it has a non-empty one.
+
+    ``rows`` are NUL-padded paths of ``lengths`` bytes (NUL bytes are not part of any path).
+    """
+    count, width = rows.shape
+    found = np.flatnonzero(rows == _SLASH)  # row-major: each row's slashes in order
+    row, column = np.divmod(found, width)
+    is_last = np.ones(found.size, dtype=bool)
+    is_last[:-1] = row[1:] != row[:-1]
+    lasts = np.flatnonzero(is_last)
+    last = np.full(count, -1)
+    last[row[lasts]] = column[lasts]
+    previous = np.full(count, -1)
+    before = lasts - 1
+    paired = (before >= 0) & (row[np.maximum(before, 0)] == row[lasts])
+    previous[row[lasts[paired]]] = column[before[paired]]
     start = previous + 1
-    size = np.where(has_last, last - start, 0)
+    size = np.where(last >= 0, last - start, 0)
     named = size > 0
     longest = max(1, int(size.max(initial=0)))
-    spots = np.clip(start[:, None] + np.arange(longest), 0, width - 1)
-    names = np.take_along_axis(rows, spots, axis=1) * (np.arange(longest) < size[:, None])
+    flat = np.concatenate([rows.ravel(), np.zeros(longest, dtype=np.uint8)])
+    names = sliding_window_view(flat, longest)[np.arange(count) * width + start]
+    names = names * (np.arange(longest) < size[:, None])
     return np.ascontiguousarray(names, dtype=np.uint8).view(f"S{longest}").ravel(), named
 
 
@@ -48,14 +58,18 @@ def block_labels(
 ) -> Labelled:
     """The sorted parent-folder names of a block and each path's index into them; a path
     without a parent folder is a ListFormatError at ``where(i)``."""
-    names, named = parent_folders(rows, lengths)
+    names, named = parent_folders(rows[:, : max(1, int(lengths.max(initial=0)))], lengths)
     if not named.all():
         index = int(np.flatnonzero(~named)[0])
         raise ListFormatError(
             f"{where(index)}: the path has no parent folder to take its label from"
         )
-    classes, inverse = np.unique(names, return_inverse=True)
-    return [bytes(name).decode("utf-8") for name in classes], inverse.astype(np.int64).ravel()
+    # lists often hold a folder's files together: sort one name per run, not every name
+    run_starts = np.flatnonzero(np.concatenate([[True], names[1:] != names[:-1]]))
+    classes, inverse = np.unique(names[run_starts], return_inverse=True)
+    runs = np.diff(np.append(run_starts, names.size))
+    labels = np.repeat(inverse.astype(np.int64).ravel(), runs)
+    return [bytes(name).decode("utf-8") for name in classes], labels
 
 
 def combine(pieces: Sequence[Labelled]) -> Labelled:

@@ -42,6 +42,9 @@ FORMATS = (*TEXT_FORMATS, MEMMAP)
 
 _NL, _CR, _TAB, _SPACE = ord("\n"), ord("\r"), ord("\t"), ord(" ")
 _MAX_DIGITS = 18  # a frame count below 10**18 fits int64
+_CONTROL = np.zeros(256, dtype=bool)  # bytes that are control characters (NUL is padding)
+_CONTROL[1:0x20] = True
+_CONTROL[0x7F] = True
 
 Problem = tuple[int | None, Callable[[int], str]]
 
@@ -143,15 +146,16 @@ def _frames_fields(
         has_space = np.zeros(starts.shape, dtype=bool)
     number_start = np.where(has_space, last + 1, ends)
     number_size = ends - number_start
-    window = sliding_window_view(
-        np.frombuffer(block + bytes(_MAX_DIGITS), dtype=np.uint8), _MAX_DIGITS
-    )[number_start].astype(np.int64) - ord("0")
-    places = np.arange(_MAX_DIGITS)
-    inside = places < number_size[:, None]
-    digits_only = np.all(((window >= 0) & (window <= 9)) | ~inside, axis=1)
+    digits = int(np.clip(number_size.max(initial=1), 1, _MAX_DIGITS))
+    window = sliding_window_view(np.frombuffer(block + bytes(digits), dtype=np.uint8), digits)[
+        number_start
+    ]
+    inside = np.arange(digits) < number_size[:, None]
+    digits_only = np.all(((window >= ord("0")) & (window <= ord("9"))) | ~inside, axis=1)
     is_number = has_space & (number_size >= 1) & (number_size <= _MAX_DIGITS) & digits_only
-    powers = np.power(10, np.clip(number_size[:, None] - 1 - places, 0, None), dtype=np.int64)
-    n_frames = np.where(inside & is_number[:, None], window * powers, 0).sum(axis=1)
+    window *= inside & is_number[:, None]
+    window[~is_number, 0] = ord("0")
+    n_frames = window.view(f"S{digits}").ravel().astype(np.int64)
 
     def bad_number(i: int) -> str:
         shown = block[number_start[i] : ends[i]].decode("utf-8", "replace")
@@ -172,13 +176,23 @@ def _frames_fields(
     return starts, field_end, is_number, problems, n_frames
 
 
-def _rows_at(
-    block: bytes, field_start: NDArray[np.intp], lengths: NDArray[np.intp], width: int
+def _used_columns(
+    block: bytes, field_start: NDArray[np.intp], lengths: NDArray[np.intp]
 ) -> NDArray[np.uint8]:
-    """The ``width`` bytes from each field's start, the bytes past its length zeroed."""
-    padded = np.frombuffer(block + bytes(width), dtype=np.uint8)
-    rows = sliding_window_view(padded, width)[field_start]
-    rows *= np.arange(width) < lengths[:, None]
+    """The bytes of each field from its start, as many columns as the longest has, the bytes
+    past each field's length zeroed."""
+    longest = max(1, int(lengths.max(initial=0)))
+    padded = np.frombuffer(block + bytes(longest), dtype=np.uint8)
+    used = sliding_window_view(padded, longest)[field_start]
+    used *= np.arange(longest) < lengths[:, None]
+    return used
+
+
+def _widened(used: NDArray[np.uint8], width: int) -> NDArray[np.uint8]:
+    if used.shape[1] == width:
+        return used
+    rows = np.zeros((len(used), width), dtype=np.uint8)
+    rows[:, : used.shape[1]] = used
     return rows
 
 
@@ -186,7 +200,8 @@ def _row_problems(
     rows: NDArray[np.uint8], lengths: NDArray[np.intp], usable: NDArray[np.bool_]
 ) -> list[Problem]:
     """Control characters and white space at either end, in rows whose lengths are right."""
-    control = ((rows > 0) & (rows < 0x20)) | (rows == 0x7F)
+    rows = rows[:, : max(1, int(lengths.max(initial=0)))]
+    control = _CONTROL[rows]
     has_control = usable & control.any(axis=1)
 
     def describe_control(i: int) -> str:
@@ -259,10 +274,10 @@ def parse_lines(
         (_first_non_utf8_line(block), lambda i: "holds bytes that are not UTF-8"),
     ]
     clipped = np.clip(lengths, 0, width)
-    rows = _rows_at(block, field_start, clipped, width)
-    problems += _row_problems(rows, clipped, fields_ok & (lengths > 0) & (lengths <= width))
+    used = _used_columns(block, field_start, clipped)
+    problems += _row_problems(used, clipped, fields_ok & (lengths > 0) & (lengths <= width))
     _raise_first(problems, lambda i: f"{source}:{first_line + i}")
-    return Rows(rows, clipped, n_frames)
+    return Rows(_widened(used, width), clipped, n_frames)
 
 
 def parse_entries(block: bytes, width: int, source: Path, first_entry: int = 1) -> Rows:
