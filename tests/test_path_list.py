@@ -7,6 +7,10 @@ import gzip
 import hashlib
 import json
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -357,6 +361,28 @@ def test_a_run_stopped_midway_leaves_nothing_and_the_next_run_finishes(tmp_path:
     assert not (tmp_path / ".out.partial").exists()
     assert (output / "paths.memmap").read_bytes() == b"y" * 120  # untouched until complete
     main(None, listed, output, labels=True)
+    assert folder_bytes(output) == folder_bytes(clean)
+
+
+@pytest.mark.slow  # about 10 s: a list long enough to be killed in the middle
+def test_a_killed_run_is_finished_by_the_next_one(tmp_path: Path) -> None:
+    listed = write_text(tmp_path / "filelist", imagenet_paths(600_000))
+    output = tmp_path / "out"
+    vcat = str(Path(sys.executable).with_name("vcat"))
+    args = [vcat, "stage", "path-list", str(listed), str(output), "--labels", "parent-folder"]
+    partial = tmp_path / ".out.partial" / "paths.memmap"
+    with subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.DEVNULL) as running:
+        deadline = time.monotonic() + 60
+        while not (partial.is_file() and partial.stat().st_size) and running.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        running.send_signal(signal.SIGKILL)
+    assert running.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not output.exists()
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not partial.parent.exists()
+    clean = main(None, listed, tmp_path / "clean", labels=True)
     assert folder_bytes(output) == folder_bytes(clean)
 
 
