@@ -55,10 +55,12 @@ from vcat.lists.reading import (
     count_items,
     cut_entries,
     cut_lines,
+    is_gzip,
     read_blocks,
     within,
 )
 from vcat.parts import WHOLE, MergeOption, ShardOption, ShardSpec, part_folder, remove_parts
+from vcat.regular import require_regular
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import list_argument, output_argument, run_stage, settings, sharding
 
@@ -75,6 +77,7 @@ def made_from(
     list_path: Path, list_format: str, width: int, column: int, labels: bool
 ) -> dict[str, Any]:
     """What an output depends on: the list's bytes and the settings that change the result."""
+    require_regular(list_path)  # a FIFO would be waited on forever
     source = {
         "list_md5": hash_file(list_path, ("md5",))["md5"],
         "list_bytes": list_path.stat().st_size,
@@ -114,7 +117,7 @@ def convert(
     to them)."""
     entry_width = width if list_format == MEMMAP else None
     size = list_path.stat().st_size
-    if entry_width and size % width:
+    if entry_width and size % width and not is_gzip(list_path):
         raise ListFormatError(
             f"{list_path}: {size} bytes is not a whole number of {width}-byte entries; is it a "
             "memmap list of this width (the stage's width setting)?"
@@ -195,7 +198,7 @@ def main(
         remove_parts(output)
     else:
         entry_width = width if list_format == MEMMAP else None
-        if entry_width and list_path.stat().st_size % width:
+        if entry_width and list_path.stat().st_size % width and not is_gzip(list_path):
             total = 0  # convert() names the problem
         else:
             total = count_items(list_path, entry_width)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import pickle
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from vcat.lists.memmap import PathList, PathListError
 from vcat.lists.parsing import FORMATS, parse_lines
 from vcat.lists.reading import ListFormatError, count_items, cut_lines, read_blocks, within
 from vcat.parts import PartsError, ShardSpec, part_folder, parts_root
+from vcat.regular import NotRegularFile
 from vcat.stage import StageError, load_stage
 
 WIDTH = 120
@@ -288,6 +290,12 @@ def test_a_memmap_of_another_width_is_refused(tmp_path: Path) -> None:
         main(None, published, tmp_path / "out", list_format="memmap-s120")
     with pytest.raises(ListFormatError, match=r"250 bytes is not a whole number of 120-byte"):
         main(None, published, tmp_path / "out", list_format="memmap-s120", shard=ShardSpec(1, 2))
+
+
+def test_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "list")
+    with pytest.raises(NotRegularFile, match=r"list: a FIFO \(named pipe\), not a regular file"):
+        main(None, tmp_path / "list", tmp_path / "out")
 
 
 def test_settings_are_checked(tmp_path: Path) -> None:

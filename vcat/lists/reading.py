@@ -42,6 +42,12 @@ class Block:
     position: int
 
 
+def is_gzip(path: Path) -> bool:
+    """Whether the list ``path`` is gzip'd (by its magic bytes)."""
+    with open_regular(path) as raw:
+        return raw.read(2) == GZIP_MAGIC
+
+
 @contextmanager
 def open_list(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
     """``(text, raw)``: the list's decompressed bytes (gzip is recognised by its magic
