@@ -505,3 +505,17 @@ def test_the_command_labels_by_parent_folder(tmp_path: Path) -> None:
     result = invoke(str(listed), str(tmp_path / "none"), "--labels", "none")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "none" / "labels.npy").exists()
+
+
+def test_the_image_dataset_reads_a_list_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from vcat.lists.dataset import ImagePathDataset
+
+    names = ["n01/a.jpg", "n02/b.jpg"]
+    for index, name in enumerate(names):
+        (tmp_path / "root" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8 + index, 6), (index * 90, 20, 30)).save(tmp_path / "root" / name)
+    output = main(None, write_text(tmp_path / "list", names), tmp_path / "out", labels=True)
+    dataset = ImagePathDataset(output, tmp_path / "root")
+    assert [dataset[i].size for i in range(2)] == [(8, 6), (9, 6)]
