@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -300,6 +301,10 @@ def _extract(video: Video, settings: FrameSettings) -> ExtractedVideo | VideoPro
         return problem
 
 
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _results(
     videos: Sequence[Video], settings: FrameSettings, jobs: int
 ) -> Iterator[ExtractedVideo | VideoProblem]:
@@ -309,8 +314,11 @@ def _results(
         for video in videos:
             yield _extract(video, settings)
         return
-    # spawned, not forked: a fork copies FFmpeg's and OpenCV's thread state, which can hang
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"))
+    # spawned, not forked: a fork copies FFmpeg's and OpenCV's thread state, which can hang;
+    # workers ignore Ctrl-C, which stops the run here, after the videos being decoded
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts
+    )
     pending: deque[Future[ExtractedVideo | VideoProblem]] = deque()
     try:
         for video in videos:
@@ -368,6 +376,8 @@ def extract_videos(
     once more videos failed than the settings allow of ``total`` (default: all of
     ``videos``; a shard's part counts against the whole input, as the merge will)."""
     frames_conf = frame_settings(settings)
+    if int(settings["jobs"]) < 0:
+        raise StageError(f"stage {NAME}: jobs must be 0 (one per core) or more")
     jobs = int(settings["jobs"]) or os.cpu_count() or 1
     total = len(videos) if total is None else total
     allowed = _allowed_failures(settings, total)
