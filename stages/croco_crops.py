@@ -48,7 +48,7 @@ from vcat.console import fail, stderr, stderr_bars
 from vcat.croco.crops_file import CropsFormatError, PairHeader, read_headers, summarize
 from vcat.croco.extract import ExtractSettings, PairFailure, Task, planned_decodes
 from vcat.croco.layout import StemLayout
-from vcat.croco.tasks import group_headers, run_tasks
+from vcat.croco.tasks import group_headers, run_tasks, task_size
 from vcat.croco.tree import LISTING_NAME, listing_text, write_atomic, write_tree
 from vcat.parts import (
     WHOLE,
@@ -78,7 +78,7 @@ default_conf: dict[str, Any] = {
     "max_subdir_levels": 5,
     "ideal_number_pairs_in_dir": 500,
     "jobs": 0,  # processes; 0: one per available core
-    "task_pairs": 256,  # pairs per task handed to a process (headers are never split)
+    "task_pairs": 256,  # pairs per task handed to a process (fewer in short runs)
     "cache_images": 8,  # decoded images a process keeps for the next headers
     "reduced_decode": False,  # faster JPEG decoding at reduced scale; not CroCo's pixels
     "exclude_scenes": [],  # scene ids (strings) whose pairs are not made: held-out test scenes
@@ -325,7 +325,8 @@ class _Run:
         resumed = writer.resumed_samples
         sealed = 0
         capacity = int(self.settings.cache_images)
-        for run in group_headers(headers, int(self.settings.task_pairs)):
+        size = task_size(counts.in_run, int(self.settings.task_pairs))
+        for run in group_headers(headers, size):
             counts.decodes += planned_decodes(run, capacity)
             todo: list[PairHeader] = []
             for header in run:

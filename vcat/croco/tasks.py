@@ -20,6 +20,14 @@ from vcat.croco.crops_file import PairHeader
 from vcat.croco.extract import ExtractSettings, PairResult, Task, run_task
 
 TaskResult = tuple[list[tuple[int, PairResult]], int]
+MIN_TASK_PAIRS = 16
+TASKS_PER_RUN = 16  # a short run is still cut into this many tasks, for the processes to share
+
+
+def task_size(pairs: int, task_pairs: int) -> int:
+    """The pairs per task for a run of ``pairs``: ``task_pairs``, or less for a short run
+    (at least MIN_TASK_PAIRS). It depends on the run alone, never on the processes."""
+    return max(MIN_TASK_PAIRS, min(task_pairs, -(-pairs // TASKS_PER_RUN)))
 
 
 def group_headers(headers: Iterable[PairHeader], task_pairs: int) -> Iterator[list[PairHeader]]:
