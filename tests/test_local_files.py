@@ -269,7 +269,7 @@ def write_list(path: Path, urls: list[str]) -> Path:
 def test_a_hostile_list_packs_nothing_but_the_demo_image(project: Path, tmp_path: Path) -> None:
     (project / DEMO_WORLD / "escape.jpg").symlink_to("../../.dvc/config.local")
     listed = write_list(tmp_path / "hostile.tsv.gz", HOSTILE_LIST)
-    conf = {"jobs": 2, "attempts": 1, "max_missing_fraction": 1.0}
+    conf = {"jobs": 2, "attempts": 1, "max_missing_fraction": 1.0, "short_side": 0}
     output = main(conf, listed, project / "data" / "images")
     rows = [line.split("\t") for line in (output / MISSING_NAME).read_text().splitlines()[1:]]
     assert [(row[2], row[3]) for row in rows] == [(url, "forbidden") for url in HOSTILE_LIST[1:]]
