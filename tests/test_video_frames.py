@@ -28,7 +28,14 @@ from vcat.parts import ShardSpec, part_folder
 from vcat.shards import ShardReader, unpack_shards
 from vcat.video.decode import kept_positions, output_size
 from vcat.video.frames import VideoFrames, middle_frame, per_second
-from vcat.video.naming import PYTHON_PATTERN, frame_key
+from vcat.video.naming import (
+    FFMPEG_PATTERN,
+    PYTHON_PATTERN,
+    frame_dir,
+    frame_key,
+    frame_path,
+    parse_frame_key,
+)
 
 FIRST_LEVEL, STEP = 16, 4  # frame i of a test video is a flat grey of 16 + 4 i
 
@@ -415,3 +422,20 @@ def test_reader_picks_one_frame_per_second_and_the_middle_frame(tmp_path: Path) 
         with pytest.raises(KeyError, match=r"frames 1\.\.20, not 21"):
             frames.frame("long", 21)
     assert os.path.getsize(output / "videos.jsonl") > 0
+
+
+def test_one_naming_scheme_for_keys_paths_and_lists() -> None:
+    assert frame_dir("train/abseiling/x_000001.mp4") == "train/abseiling/x_000001"
+    assert frame_dir("train/abseiling/x.part.mp4", "basename") == "x"  # the guide's flat names
+    assert frame_key("a/b", 7) == "a/b/00007"
+    assert frame_path("a/b", 7) == "a/b/00007.jpg" == "a/b/" + FFMPEG_PATTERN % 7
+    assert parse_frame_key(frame_key("a.b/c", 123456)) == ("a.b/c", 123456)
+
+
+def test_basename_frame_dirs_that_clash_are_refused(tmp_path: Path) -> None:
+    write_video(tmp_path / "in" / "a" / "clip.mp4", 2)
+    write_video(tmp_path / "in" / "b" / "clip.mp4", 2)
+    with pytest.raises(ListError, match="or use frame_dirs: relative"):
+        main(conf(frame_dirs="basename"), tmp_path / "in", tmp_path / "out")
+    output = main(conf(), tmp_path / "in", tmp_path / "out")
+    assert (output / "video_list.txt").read_text() == "a/clip 1\nb/clip 1\n"
