@@ -19,7 +19,9 @@ from 1. Output folder:
   once more than ``max_failed_fraction`` of the videos failed.
 
 A stopped run resumes at the first video whose frames are not all in sealed shards; a
-re-run of a finished one decodes nothing and changes no byte. ``--shard I/N`` does a
+re-run of a finished one decodes nothing and changes no byte; a folder made from other videos
+(relative path and size), settings or decoding libraries is started afresh. A worker holds
+one video's JPEG frames in memory at a time (a 10-minute video at 10 fps: about 6,000). ``--shard I/N`` does a
 contiguous block of the videos into a part beside the output; ``--merge N`` combines the
 parts into exactly what one run writes.
 """
@@ -314,8 +316,9 @@ def _results(
         for video in videos:
             yield _extract(video, settings)
         return
-    # spawned, not forked: a fork copies FFmpeg's and OpenCV's thread state, which can hang;
-    # workers ignore Ctrl-C, which stops the run here, after the videos being decoded
+    # spawned, not forked: a fork of a process running threads (the progress display's, a
+    # library's pool) can inherit a lock held forever; workers ignore Ctrl-C, which stops the
+    # run here once the videos being decoded are done
     pool = ProcessPoolExecutor(
         jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts
     )

@@ -18,6 +18,11 @@ Kept frames are rotated upright as the stream's display matrix says (as FFmpeg's
 does), their shorter side is brought down to ``max_short_side`` (never up; the longer side
 keeps the stored aspect, rounded to the nearest pixel) with FFmpeg's area filter in the same
 pass that converts them to BGR, and they are encoded as JPEG with libjpeg-turbo (OpenCV).
+
+PyAV rather than OpenCV's reader: it gives each frame's exact timestamp (OpenCV's position
+is derived from a frame count), raises on data the decoder rejects (OpenCV's ``read`` only
+returns False, as at the end), and resizes in FFmpeg's scaler; OpenCV's grab/retrieve was
+also slower in ``bench/frames.py``.
 """
 
 from __future__ import annotations
