@@ -21,9 +21,9 @@ from 1. Output folder:
 A stopped run resumes at the first video whose frames are not all in sealed shards; a
 re-run of a finished one decodes nothing and changes no byte; a folder made from other videos
 (relative path and size), settings or decoding libraries is started afresh. A worker holds
-one video's JPEG frames in memory at a time (a 10-minute video at 10 fps: about 6,000). ``--shard I/N`` does a
-contiguous block of the videos into a part beside the output; ``--merge N`` combines the
-parts into exactly what one run writes.
+one video's JPEG frames in memory at a time (a 10-minute video at 10 fps: about 6,000).
+``--shard I/N`` does a contiguous block of the videos into a part beside the output;
+``--merge N`` combines the parts into exactly what one run writes.
 """
 
 from __future__ import annotations
