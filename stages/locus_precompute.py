@@ -68,7 +68,6 @@ from vcat.geometry.overlap import (
     write_atomic,
 )
 from vcat.parts import (
-    WHOLE,
     MergeOption,
     PartsError,
     ShardOption,
@@ -351,7 +350,7 @@ def main(
     output: Path,
     overwrite: bool = False,
     metrics: Path | None = None,
-    shard: ShardSpec = WHOLE,
+    shard: ShardSpec | None = None,
     merge: int | None = None,
 ) -> Path:
     """LoCUS's precomputed inputs for every scan under ``input_root``, as shards in the
@@ -392,17 +391,17 @@ def main(
         _write_tables(output, dropped, failures, counts)
         folder = output
     else:
-        folder = output if shard.whole else part_folder(output, shard)
-        if shard.whole:
+        folder = output if shard is None else part_folder(output, shard)
+        if shard is None:
             remove_parts(output)
         _prepare_folder(folder, signature, overwrite)
         if (folder / INDEX_NAME).is_file() and (folder / SUMMARY_NAME).is_file():
             counts = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8"))
         else:
             (folder / SUMMARY_NAME).unlink(missing_ok=True)
-            block = [scans[k] for k in shard.block(len(scans))]
+            block = scans if shard is None else [scans[k] for k in shard.block(len(scans))]
             _, _, counts = _process(block, folder, settings)
-    if not shard.whole:
+    if shard is not None:
         stderr.print(f"{folder}: part {shard} done; merge with --merge", highlight=False)
         return folder
     if metrics is not None:
@@ -439,8 +438,8 @@ def command(
     merge: MergeOption = None,
 ) -> None:
     """Matterport3D scans to LoCUS's 320x256 RGB, filled depth and overlaps, in shards."""
-    spec = shard_spec(shard)
-    if merge is not None and not spec.whole:
+    spec = None if shard is None else shard_spec(shard)
+    if merge is not None and spec is not None:
         fail("give --shard or --merge, not both")
     try:
         conf = stage_conf(NAME, default_conf, params)

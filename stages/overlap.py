@@ -48,7 +48,6 @@ from vcat.geometry.overlap import (
 )
 from vcat.geometry.scenes import SceneSource, find_scenes
 from vcat.parts import (
-    WHOLE,
     MergeOption,
     PartsError,
     ShardOption,
@@ -76,7 +75,8 @@ default_conf: dict[str, Any] = {
     "relative_tolerance": 0.0,  # plus this fraction of the surface's depth (MegaDepth's SfM
     # depths have no unit: a relative tolerance suits them)
     "neighbourhood": True,  # False: LoCUS's test against the nearest grid pixel only
-    "min_depth": 0.0,  # depth outside [min_depth, max_depth] is no depth (0: no bound)
+    "min_depth": 0.01,  # depth outside [min_depth, max_depth] is no depth (max 0: no bound);
+    # Matterport3D stores sensor noise as readings under 1 cm
     "max_depth": 0.0,
     "allow_pickle": False,  # original MegaDepth scene files store paths as pickled objects
     "max_failed_fraction": 0.0,  # of the scenes; more failed makes the stage fail
@@ -250,7 +250,7 @@ def main(
     output: Path,
     overwrite: bool = False,
     metrics: Path | None = None,
-    shard: ShardSpec = WHOLE,
+    shard: ShardSpec | None = None,
     merge: int | None = None,
 ) -> Path:
     """The overlap matrix of every scene under ``input_root`` into the folder ``output``
@@ -271,17 +271,17 @@ def main(
             raise PartsError(f"{output}: the parts do not cover the scenes of {input_root}")
         folder = output
     else:
-        folder = output if shard.whole else part_folder(output, shard)
-        if shard.whole:
+        folder = output if shard is None else part_folder(output, shard)
+        if shard is None:
             remove_parts(output)
         (folder / PART_INDEX).unlink(missing_ok=True)
         _prepare_folder(folder, signature, overwrite)
-        block = [scenes[k] for k in shard.block(len(scenes))]
+        block = scenes if shard is None else [scenes[k] for k in shard.block(len(scenes))]
         _remove_others(folder, block)
         failures = _run_scenes(block, folder, settings)
         names = [scene.name for scene in block]
     _write_failures(folder, failures)
-    if not shard.whole:
+    if shard is not None:
         record = {
             "format": "vcat.overlap.part/1",
             "scenes": names,
@@ -332,8 +332,8 @@ def command(
     merge: MergeOption = None,
 ) -> None:
     """Per scene, the fraction of each image's pixels that every other image sees."""
-    spec = shard_spec(shard)
-    if merge is not None and not spec.whole:
+    spec = None if shard is None else shard_spec(shard)
+    if merge is not None and spec is not None:
         fail("give --shard or --merge, not both")
     try:
         conf = stage_conf(NAME, default_conf, params)

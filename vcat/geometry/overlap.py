@@ -19,11 +19,11 @@ The surface depth ``d``: LoCUS takes the depth of the one grid pixel the point l
 (``neighbourhood=False``). A grid pixel spans many source pixels, and on a surface seen at a
 slant (a floor) the depth at that pixel's centre can lie far more than a centimetre in front
 of the point's true surface, so about half of such a surface fails the test. By default ``d``
-is the largest valid depth among that pixel and the four pixels whose centres surround the
-point (those bilinear interpolation would use): a surface's depth between the centres never
-exceeds all of them, while an occluder in front of the whole neighbourhood still hides the
-point. On vcat's demo scenes this brings the 40x32 matrix within 0.06 of each exact overlap
-(mean 0.01), where the nearest pixel alone is off by up to 0.42.
+is the largest valid depth among that pixel and the pixels whose centres surround the point
+(the up to four that bilinear interpolation gives a weight): a surface's depth between the
+centres never exceeds all of them, while an occluder in front of the whole neighbourhood
+still hides the point. On vcat's demo scenes this brings the 40x32 matrix within 0.06 of each
+exact overlap (mean 0.01), where the nearest pixel alone is off by up to 0.42.
 
 The matrix is asymmetric, float64, with ones on the diagonal (also for a view without any
 valid depth, whose other entries are 0). Rows and columns follow the order of the views given;
@@ -117,8 +117,8 @@ def nearest_exact(depth: NDArray[np.floating], size: tuple[int, int]) -> NDArray
 class Tolerance:
     """How far behind the surface a view sees a point may lie and still count as seen:
     ``absolute + relative * d``, where ``d`` is the depth of the grid pixel the point lands on
-    or, with ``neighbourhood``, the largest valid depth of that pixel and the four pixels
-    whose centres surround the point (module docstring)."""
+    or, with ``neighbourhood``, the largest valid depth of that pixel and the pixels whose
+    centres surround the point (module docstring)."""
 
     absolute: float = 0.01
     relative: float = 0.0
@@ -240,12 +240,14 @@ def _seen_in(
 
     surface, has_depth = at(np.floor(y).astype(np.intp), np.floor(x).astype(np.intp))
     if tolerance.neighbourhood:
-        # the four pixel centres around the point: on a slanted surface the depth there
-        # can be far above the nearest centre's, never above all four
-        col0 = np.clip(np.floor(x - 0.5).astype(np.intp), 0, w - 1)
-        row0 = np.clip(np.floor(y - 0.5).astype(np.intp), 0, h - 1)
-        col1 = np.minimum(col0 + 1, w - 1)
-        row1 = np.minimum(row0 + 1, h - 1)
+        # the pixel centres around the point: on a slanted surface the depth there can be
+        # far above the nearest centre's, never above all of them
+        # (a point exactly on a centre has only that pixel: the others would weigh 0)
+        left, top = np.floor(x - 0.5), np.floor(y - 0.5)
+        col0 = np.clip(left, 0, w - 1).astype(np.intp)
+        row0 = np.clip(top, 0, h - 1).astype(np.intp)
+        col1 = np.clip(np.where(x - 0.5 > left, left + 1, left), 0, w - 1).astype(np.intp)
+        row1 = np.clip(np.where(y - 0.5 > top, top + 1, top), 0, h - 1).astype(np.intp)
         for rows in (row0, row1):
             for cols in (col0, col1):
                 depth, valid = at(rows, cols)

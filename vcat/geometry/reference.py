@@ -89,10 +89,11 @@ def _sees(
         return False
     surface = depths[row][col]
     if tolerance.neighbourhood:
-        col0 = min(max(math.floor(x - 0.5), 0), w - 1)
-        row0 = min(max(math.floor(y - 0.5), 0), h - 1)
-        for r in (row0, min(row0 + 1, h - 1)):
-            for c in (col0, min(col0 + 1, w - 1)):
+        left, top = math.floor(x - 0.5), math.floor(y - 0.5)
+        cols = {min(max(c, 0), w - 1) for c in (left, left + 1 if x - 0.5 > left else left)}
+        rows = {min(max(r, 0), h - 1) for r in (top, top + 1 if y - 0.5 > top else top)}
+        for r in rows:
+            for c in cols:
                 if valid[r][c] and depths[r][c] > surface:
                     surface = depths[r][c]
     return zc <= surface + tolerance.absolute + tolerance.relative * surface
