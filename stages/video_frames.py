@@ -394,41 +394,45 @@ def extract_videos(
         for record in records:
             for number in record.numbers:
                 writer.add(frame_key(record.frame_dir, number), _already_sealed)
-        _write_if_changed(folder / JOURNAL_NAME, (record.to_line() for record in records))
         failed = sum(record.failure is not None for record in records)
         frames = sum(record.frames for record in records)
         todo = videos[len(records) :]
-        with (folder / JOURNAL_NAME).open("a", encoding="utf-8") as journal, _progress() as bars:
-            task = bars.add_task(
-                label,
-                total=len(videos),
-                completed=len(records),
-                frames=frames,
-                failed=failed,
-            )
-            for video, result in zip(todo, _results(todo, frames_conf, jobs), strict=True):
-                record = _record(video, result)
-                # the record goes first: frames in sealed shards always have their record
-                journal.write(record.to_line())
-                journal.flush()
-                records.append(record)
-                if record.failure is not None:
-                    failed += 1
-                    if failed > allowed:
-                        raise _too_many(
-                            failed,
-                            total,
-                            settings,
-                            f"the last: {video.path}: {record.failure}: {record.message}. The "
-                            "frames stored so far are kept: fix or remove the videos, or allow "
-                            "more failures, and run the stage again to resume",
-                        )
-                else:
-                    assert isinstance(result, ExtractedVideo)
-                    for number, jpeg in zip(record.numbers, result.frames, strict=True):
-                        writer.add(frame_key(video.frame_dir, number), {FRAME_EXT: jpeg})
-                frames += record.frames
-                bars.update(task, advance=1, frames=frames, failed=failed)
+        if todo:  # a finished folder is only checked
+            _write_if_changed(folder / JOURNAL_NAME, (record.to_line() for record in records))
+            with (
+                (folder / JOURNAL_NAME).open("a", encoding="utf-8") as journal,
+                _progress() as bars,
+            ):
+                task = bars.add_task(
+                    label,
+                    total=len(videos),
+                    completed=len(records),
+                    frames=frames,
+                    failed=failed,
+                )
+                for video, result in zip(todo, _results(todo, frames_conf, jobs), strict=True):
+                    record = _record(video, result)
+                    # the record goes first: frames in sealed shards always have their record
+                    journal.write(record.to_line())
+                    journal.flush()
+                    records.append(record)
+                    if record.failure is not None:
+                        failed += 1
+                        if failed > allowed:
+                            raise _too_many(
+                                failed,
+                                total,
+                                settings,
+                                f"the last: {video.path}: {record.failure}: {record.message}. The "
+                                "frames stored so far are kept: fix or remove the videos, or allow "
+                                "more failures, and run the stage again to resume",
+                            )
+                    else:
+                        assert isinstance(result, ExtractedVideo)
+                        for number, jpeg in zip(record.numbers, result.frames, strict=True):
+                            writer.add(frame_key(video.frame_dir, number), {FRAME_EXT: jpeg})
+                    frames += record.frames
+                    bars.update(task, advance=1, frames=frames, failed=failed)
     _write_if_changed(folder / RECORDS_NAME, (record.to_line() for record in records))
     (folder / JOURNAL_NAME).unlink(missing_ok=True)
     return records

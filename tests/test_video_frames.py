@@ -439,3 +439,34 @@ def test_basename_frame_dirs_that_clash_are_refused(tmp_path: Path) -> None:
         main(conf(frame_dirs="basename"), tmp_path / "in", tmp_path / "out")
     output = main(conf(), tmp_path / "in", tmp_path / "out")
     assert (output / "video_list.txt").read_text() == "a/clip 1\nb/clip 1\n"
+
+
+def test_shards_and_merge_on_the_command_line(several: Path, tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "video-frames:\n  jobs: 1\n  shard_max_count: 5\n  max_failed_fraction: 0.5\n"
+    )
+    runner = CliRunner()
+    output = tmp_path / "out"
+
+    def stage(*options: str) -> tuple[int, str]:
+        arguments = ["stage", "video-frames", str(several), str(output), "--params", str(params)]
+        result = runner.invoke(app, [*arguments, *options])
+        return result.exit_code, " ".join(result.output.split())
+
+    assert stage("--shard", "2/2")[0] == 2
+    assert stage("--shard", "0/2")[0] == 0
+    code, text = stage("--merge", "2")
+    assert code == 2 and "part(s) 1 of 2 are not finished" in text
+    params.write_text(
+        "video-frames:\n  jobs: 1\n  shard_max_count: 6\n  max_failed_fraction: 0.5\n"
+    )
+    assert stage("--shard", "1/2")[0] == 0  # other settings than part 0
+    code, text = stage("--merge", "2")
+    assert code == 2 and "00000-of-00002: made from other videos or settings" in text
+    assert "run the stage with --shard 0/2 again" in text
+    assert stage("--shard", "0/2")[0] == 0
+    assert stage("--merge", "2")[0] == 0
+    assert stage("--shard", "0/2", "--merge", "2")[0] == 2
+    single = main(conf(shard_max_count=6, max_failed_fraction=0.5), several, tmp_path / "single")
+    assert digests(output) == digests(single)
