@@ -32,6 +32,7 @@ from vcat.copydetect.generate import (
     Recipe,
     Source,
     TooManyFailed,
+    check_part,
     every,
     fill,
     finish,
@@ -40,7 +41,6 @@ from vcat.copydetect.generate import (
 )
 from vcat.copydetect.overlays import EMOJI_SUFFIXES, FONT_SUFFIXES, AssetError, Assets, asset_files
 from vcat.parts import (
-    WHOLE,
     MergeOption,
     PartsError,
     ShardOption,
@@ -141,11 +141,12 @@ def run(
     label: str,
     overwrite: bool = False,
     metrics: Path | None = None,
-    spec: ShardSpec = WHOLE,
+    spec: ShardSpec | None = None,
     merge: int | None = None,
 ) -> Path:
     """The work of ``copydetect-train`` and ``vsc-train`` once their sources are known: the
-    classes of ``job`` (all, shard ``spec``, or the merge of ``merge`` parts) into ``output``."""
+    classes of ``job`` into ``output``: all of them (``spec`` None), the block of shard
+    ``spec`` (even 0/1) into its part beside ``output``, or the merge of ``merge`` parts."""
     jobs = int(settings["jobs"])
     if jobs < 1:
         raise GenerateError(f"jobs must be at least 1, not {jobs}")
@@ -153,10 +154,12 @@ def run(
     fraction = float(settings["max_failed_fraction"])
     total = len(job.sources)
     if merge is not None:
-        if not spec.whole:
+        if spec is not None:
             raise GenerateError("give either --shard or --merge, not both")
         job.check()
         parts = finished_parts(output, merge)
+        for index, part in enumerate(parts):
+            check_part(job, part, ShardSpec(index, merge))
         summary = merge_parts(
             parts,
             output,
@@ -167,9 +170,9 @@ def run(
         )
         remove_parts(output)
     else:
-        classes = spec.block(total)
-        folder = output if spec.whole else part_folder(output, spec)
-        if spec.whole:
+        classes = range(total) if spec is None else spec.block(total)
+        folder = output if spec is None else part_folder(output, spec)
+        if spec is None:
             remove_parts(output)
         with _progress() as progress:
             task = progress.add_task(label, total=len(classes), failed=0)
@@ -187,7 +190,7 @@ def run(
                 overwrite=overwrite,
                 progress=advance,
             )
-        if not spec.whole:
+        if spec is not None:
             stderr.print(f"{folder}: part {spec} done ({len(classes):,} classes)", highlight=False)
             return folder
         summary = finish(output)
@@ -208,12 +211,13 @@ def main(
     output: Path,
     overwrite: bool = False,
     metrics: Path | None = None,
-    spec: ShardSpec = WHOLE,
+    spec: ShardSpec | None = None,
     merge: int | None = None,
     fonts: Path | None = None,
     emoji: Path | None = None,
 ) -> Path:
-    """Make the training set of the images in ``sources`` into the shard folder ``output``.
+    """Make the training set of the images in ``sources`` into the shard folder ``output``
+    (``spec``: only that shard's block of classes, into its part; ``merge``: combine parts).
 
     ``fonts`` and ``emoji``: folders of font (.ttf, .otf) and emoji (.png) files for the
     overlays (default: Pillow's built-in font and drawn emoji). Resumes an interrupted run,
@@ -286,7 +290,7 @@ def command(
     params: ParamsOption = None,
 ) -> None:
     """Make a DISC21-style copy-detection training set (originals and augmented copies)."""
-    spec = shard_spec(shard)
+    spec = None if shard is None else shard_spec(shard)
     try:
         conf = stage_conf(NAME, default_conf, params)
         main(conf, sources, output, overwrite, metrics, spec, merge, fonts, emoji)

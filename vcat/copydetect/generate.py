@@ -175,7 +175,7 @@ class Job:
 
         self.recipe.check()
         mixing = sorted(USES_OTHER_IMAGES.intersection(self.recipe.transforms))
-        if self.recipe.copies and mixing and not self.others:
+        if self.recipe.copies and self.sources and mixing and not self.others:
             raise GenerateError(
                 f"the transforms {', '.join(mixing)} need other images, and the selection of "
                 "other images is empty: select some, or take these transforms out of the pool"
@@ -304,12 +304,6 @@ _WORKER_JOB: Job | None = None
 _WORKER_CONTEXT: Any = None
 
 
-def _start_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already
-
-
 def _work(cls: int) -> ClassOutcome:
     global _WORKER_CONTEXT
     assert _WORKER_JOB is not None
@@ -327,10 +321,15 @@ def outcomes(job: Job, classes: Sequence[int], jobs: int) -> Iterator[ClassOutco
         for cls in classes:
             yield make_class(job, cls, context)
         return
+    import cv2
+
+    # one process per core already; and OpenCV's thread pool does not survive a fork (a child
+    # that touches it waits forever), so it is stopped before forking
+    cv2.setNumThreads(1)
     _WORKER_JOB, _WORKER_CONTEXT = job, None
     try:
         context = multiprocessing.get_context("fork")
-        with context.Pool(jobs, initializer=_start_worker) as workers:
+        with context.Pool(jobs) as workers:
             yield from workers.imap(_work, classes, chunksize=1)
     finally:
         _WORKER_JOB = None
@@ -529,6 +528,22 @@ def finish(folder: Path) -> Summary:
     groundtruth.write(folder / GROUND_TRUTH_NAME, rows)
     write_text(folder / RETRIES_NAME, "".join(retries))
     return summary
+
+
+def check_part(job: Job, part: Path, spec: Any) -> None:
+    """PartsError unless ``part`` was made by shard ``spec`` from the same inputs and settings."""
+    from vcat.parts import PartsError
+
+    classes = spec.block(len(job.sources))
+    try:
+        made = json.loads((part / RUN_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        made = None
+    if made != job.signature(classes):
+        raise PartsError(
+            f"{part} was made from other sources or settings than this merge has; run the "
+            f"stage with --shard {spec} again, then merge"
+        )
 
 
 def merge_parts(
