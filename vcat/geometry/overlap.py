@@ -162,9 +162,9 @@ def overlap_counts(
     camera. ``progress(i)`` is called after each source view."""
     count, h, w = grid_depths.shape
     valid_masks = depth_range.valid(grid_depths)
-    flat_depths = grid_depths.reshape(count, -1)
-    flat_valid = valid_masks.reshape(count, -1)
-    valid = flat_valid.sum(axis=1).astype(np.int64)
+    # every view's grid in one flat array, -inf where there is no depth
+    surfaces = np.where(valid_masks, grid_depths, -np.inf).reshape(-1)
+    valid = valid_masks.reshape(count, -1).sum(axis=1).astype(np.int64)
     seen = np.zeros((count, count), np.int64)
     rotations = poses[:, :3, :3]
     translations = poses[:, :3, 3]
@@ -184,8 +184,8 @@ def overlap_counts(
                     rotations[targets],
                     translations[targets],
                     (fx[targets], fy[targets], cx[targets], cy[targets]),
-                    flat_depths[targets],
-                    flat_valid[targets],
+                    surfaces,
+                    start,
                     (w, h),
                     tolerance,
                 )
@@ -213,47 +213,54 @@ def _seen_in(
     R: Floats,
     t: Floats,
     intrinsics: tuple[Floats, Floats, Floats, Floats],
-    flat_depths: Floats,
-    flat_valid: NDArray[np.bool_],
+    surfaces: Floats,
+    first: int,
     size: tuple[int, int],
     tolerance: Tolerance,
 ) -> NDArray[np.int64]:
-    """How many of the world points each target view (batched along the first axis) sees."""
+    """How many of the world points each target view sees: the targets are views ``first``,
+    ``first + 1``, ... (batched along the first axis of ``R``, ``t`` and ``intrinsics``);
+    ``surfaces`` holds every view's grid depths, flat, -inf where there is none."""
     X, Y, Z = (coordinate[None, :] for coordinate in world)
-    cam = [R[:, k, 0, None] * X + R[:, k, 1, None] * Y + R[:, k, 2, None] * Z for k in range(3)]
-    xc, yc, zc = (cam[k] + t[:, k, None] for k in range(3))
+    cam = []
+    for k in range(3):  # R @ X + t, the same operations in the same order as the reference
+        value = R[:, k, 0, None] * X
+        value += R[:, k, 1, None] * Y
+        value += R[:, k, 2, None] * Z
+        value += t[:, k, None]
+        cam.append(value)
+    xc, yc, zc = cam
     fx, fy, cx, cy = (value[:, None] for value in intrinsics)
     w, h = size
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = fx * (xc / zc) + cx
-        y = fy * (yc / zc) + cy
+        x = np.divide(xc, zc, out=xc)
+        x *= fx
+        x += cx
+        y = np.divide(yc, zc, out=yc)
+        y *= fy
+        y += cy
         inside = (zc > NEAR) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    x = np.where(inside, x, 0.5)
-    y = np.where(inside, y, 0.5)
-
-    def at(rows: NDArray[np.intp], cols: NDArray[np.intp]) -> tuple[Floats, NDArray[np.bool_]]:
-        flat = rows * w + cols
-        return (
-            np.take_along_axis(flat_depths, flat, axis=1),
-            np.take_along_axis(flat_valid, flat, axis=1),
-        )
-
-    surface, has_depth = at(np.floor(y).astype(np.intp), np.floor(x).astype(np.intp))
+    target = np.nonzero(inside)[0]  # only the points inside an image go on
+    x, y, z = x[inside], y[inside], zc[inside]
+    base = (target + first) * (w * h)
+    nearest = surfaces[base + np.floor(y).astype(np.intp) * w + np.floor(x).astype(np.intp)]
+    surface = nearest
     if tolerance.neighbourhood:
         # the pixel centres around the point: on a slanted surface the depth there can be
-        # far above the nearest centre's, never above all of them
-        # (a point exactly on a centre has only that pixel: the others would weigh 0)
+        # far above the nearest centre's, never above all of them (a point exactly on a
+        # centre has only that pixel: the others would weigh 0)
         left, top = np.floor(x - 0.5), np.floor(y - 0.5)
         col0 = np.clip(left, 0, w - 1).astype(np.intp)
         row0 = np.clip(top, 0, h - 1).astype(np.intp)
         col1 = np.clip(np.where(x - 0.5 > left, left + 1, left), 0, w - 1).astype(np.intp)
         row1 = np.clip(np.where(y - 0.5 > top, top + 1, top), 0, h - 1).astype(np.intp)
-        for rows in (row0, row1):
+        for rows in (row0 * w, row1 * w):
             for cols in (col0, col1):
-                depth, valid = at(rows, cols)
-                surface = np.where(valid & (depth > surface), depth, surface)
-    limit = surface + tolerance.absolute + tolerance.relative * surface
-    return np.count_nonzero(inside & has_depth & (zc <= limit), axis=1)
+                surface = np.maximum(surface, surfaces[base + rows + cols])
+    with np.errstate(invalid="ignore"):
+        limit = surface + tolerance.absolute + tolerance.relative * surface
+        seen = (nearest > -np.inf) & (z <= limit)
+    return np.bincount(target[seen], minlength=R.shape[0])
 
 
 def overlap_fractions(seen: NDArray[np.int64], valid: NDArray[np.int64]) -> Floats:
