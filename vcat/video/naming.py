@@ -48,7 +48,8 @@ def frame_dir(video: str, scheme: str = "relative") -> str:
     if not name or _UNLISTABLE.search(name):
         raise FrameNameError(
             f"{video}: its frame dir {name!r} is empty or holds white space, which the "
-            "'<frame dir> <frame count>' list cannot carry; rename the video"
+            "'<frame dir> <frame count>' list cannot carry; rename the video or its folder"
+            + (", or use frame_dirs: basename" if scheme == "relative" else "")
         )
     return name
 
