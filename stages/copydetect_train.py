@@ -22,34 +22,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vcat.console import fail, stderr, stderr_bars
-from vcat.copydetect.generate import (
-    GenerateError,
-    Job,
-    Limits,
-    Recipe,
-    Source,
-    TooManyFailed,
-    check_part,
-    every,
-    fill,
-    finish,
-    list_images,
-    merge_parts,
-)
+from vcat.console import fail
+from vcat.copydetect.generate import GenerateError, Job, Source, TooManyFailed, every, list_images
 from vcat.copydetect.overlays import EMOJI_SUFFIXES, FONT_SUFFIXES, AssetError, Assets, asset_files
-from vcat.parts import (
-    MergeOption,
-    PartsError,
-    ShardOption,
-    ShardSpec,
-    finished_parts,
-    part_folder,
-    remove_parts,
-    shard_spec,
-)
+from vcat.copydetect.runner import COMMON_CONF, recipe_of, run
+from vcat.parts import MergeOption, PartsError, ShardOption, ShardSpec, shard_spec
 from vcat.shards import ShardError
 from vcat.stage import (
     MetricsOption,
@@ -58,151 +36,16 @@ from vcat.stage import (
     StageError,
     merge_conf,
     stage_conf,
-    write_json,
 )
 
 NAME = "copydetect-train"
-DEFAULT_TRANSFORMS = [
-    "change_channel",
-    "pad_square",
-    "random_resized_crop",
-    "rotate",
-    "blend",
-    "grayscale",
-    "color_jitter",
-    "blur",
-    "pixelize",
-    "pad",
-    "noise",
-    "vflip",
-    "hflip",
-    "jpeg",
-    "stripes",
-    "sharpen",
-    "skew",
-    "shuffle_pixels",
-    "meme",
-    "emoji",
-    "text",
-    "perspective",
-    "overlay_onto",
-    "stack",
-]
 default_conf: dict[str, Any] = {
-    "seed": 0,
     "select_every": 10,  # class sources: every 10th image by sorted name ...
     "select_offset": 0,  # ... starting with the first (the guide's i % 10 == 0)
     "mix_every": 10,  # images to blend with, overlay onto and stack beside: every 10th ...
     "mix_offset": 9,  # ... starting with the tenth (the guide's names ending in 9)
-    "copies": 19,  # augmented copies per class, besides <cls>_0
-    "k_min": 2,  # transforms per copy, uniform in k_min..k_max (3..3 for the s3 variant)
-    "k_max": 7,
-    "transforms": DEFAULT_TRANSFORMS,  # the pool, by name (vcat.copydetect.pool)
-    "size": 256,
-    "quality": 100,
-    "grayscale": False,  # the guide's _bw variants
-    "max_attempts": 10,  # per copy; a copy failing all of them fails its class
-    "max_failed_fraction": 0.0,  # of the classes
-    "jobs": 2,  # worker processes
-    "shard_max_count": 10_000,
-    "shard_max_bytes": 1 << 30,
+    **COMMON_CONF,
 }
-
-
-def recipe_of(settings: Mapping[str, Any]) -> Recipe:
-    return Recipe(
-        seed=int(settings["seed"]),
-        copies=int(settings["copies"]),
-        k_min=int(settings["k_min"]),
-        k_max=int(settings["k_max"]),
-        transforms=tuple(str(name) for name in settings["transforms"]),
-        size=int(settings["size"]),
-        quality=int(settings["quality"]),
-        grayscale=bool(settings["grayscale"]),
-        max_attempts=int(settings["max_attempts"]),
-    )
-
-
-def _progress() -> Progress:
-    return stderr_bars(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[failed]} failed"),
-        TimeRemainingColumn(),
-    )
-
-
-def run(
-    settings: Mapping[str, Any],
-    job: Job,
-    output: Path,
-    *,
-    label: str,
-    overwrite: bool = False,
-    metrics: Path | None = None,
-    spec: ShardSpec | None = None,
-    merge: int | None = None,
-) -> Path:
-    """The work of ``copydetect-train`` and ``vsc-train`` once their sources are known: the
-    classes of ``job`` into ``output``: all of them (``spec`` None), the block of shard
-    ``spec`` (even 0/1) into its part beside ``output``, or the merge of ``merge`` parts."""
-    jobs = int(settings["jobs"])
-    if jobs < 1:
-        raise GenerateError(f"jobs must be at least 1, not {jobs}")
-    limits = Limits(int(settings["shard_max_count"]), int(settings["shard_max_bytes"]))
-    fraction = float(settings["max_failed_fraction"])
-    total = len(job.sources)
-    if merge is not None:
-        if spec is not None:
-            raise GenerateError("give either --shard or --merge, not both")
-        job.check()
-        parts = finished_parts(output, merge)
-        for index, part in enumerate(parts):
-            check_part(job, part, ShardSpec(index, merge))
-        summary = merge_parts(
-            parts,
-            output,
-            signature=job.signature(range(total)),
-            limits=limits,
-            allowed_failures=int(fraction * total),
-            overwrite=overwrite,
-        )
-        remove_parts(output)
-    else:
-        classes = range(total) if spec is None else spec.block(total)
-        folder = output if spec is None else part_folder(output, spec)
-        if spec is None:
-            remove_parts(output)
-        with _progress() as progress:
-            task = progress.add_task(label, total=len(classes), failed=0)
-
-            def advance(done: int, failed: int) -> None:
-                progress.update(task, advance=done, failed=failed)
-
-            fill(
-                job,
-                folder,
-                classes,
-                jobs=jobs,
-                limits=limits,
-                allowed_failures=int(fraction * len(classes)),
-                overwrite=overwrite,
-                progress=advance,
-            )
-        if spec is not None:
-            stderr.print(f"{folder}: part {spec} done ({len(classes):,} classes)", highlight=False)
-            return folder
-        summary = finish(output)
-    stderr.print(
-        f"{output}: {summary.images:,} images of {summary.classes:,} classes in "
-        f"{summary.shards} shard(s), {summary.retries:,} retried attempt(s), "
-        f"{summary.failed_classes:,} failed class(es)",
-        highlight=False,
-    )
-    if metrics is not None:
-        write_json(metrics, summary.metrics())
-    return output
 
 
 def main(

@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from vcat.copydetect import groundtruth
+from vcat.copydetect.names import USES_OTHER_IMAGES
 from vcat.copydetect.overlays import Assets
 from vcat.copydetect.seeds import copy_rng
 
@@ -171,8 +172,6 @@ class Job:
     assets: Assets = field(default_factory=Assets)
 
     def check(self) -> None:
-        from vcat.copydetect.pool import USES_OTHER_IMAGES
-
         self.recipe.check()
         mixing = sorted(USES_OTHER_IMAGES.intersection(self.recipe.transforms))
         if self.recipe.copies and self.sources and mixing and not self.others:

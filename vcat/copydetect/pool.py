@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
+from vcat.copydetect.names import GUIDE_POOL
 from vcat.copydetect.overlays import (
     Assets,
     fitting_font,
@@ -354,35 +355,7 @@ def meme(image: RGB, rng: np.random.Generator, context: Context) -> RGB:
     return square(_paste(canvas, layer, (0, 0), opacity), context)
 
 
-DEFAULT_POOL: tuple[str, ...] = (
-    "change_channel",
-    "pad_square",
-    "random_resized_crop",
-    "rotate",
-    "blend",
-    "grayscale",
-    "color_jitter",
-    "blur",
-    "pixelize",
-    "pad",
-    "noise",
-    "vflip",
-    "hflip",
-    "jpeg",
-    "stripes",
-    "sharpen",
-    "skew",
-    "shuffle_pixels",
-    "meme",
-    "emoji",
-    "text",
-    "perspective",
-    "overlay_onto",
-    "stack",
-)
-"""The guide's pool, in its order (24 transforms)."""
-
-USES_OTHER_IMAGES = frozenset({"blend", "overlay_onto", "stack"})
+DEFAULT_POOL = GUIDE_POOL
 
 
 class BadOutput(ValueError):
