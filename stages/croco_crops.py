@@ -413,7 +413,7 @@ def _make(
 
             headers = _selected(crops, block, exclusion, counts)
             tasks = run.tasks(headers, writer, counts, advance)
-            for _, (results, _decoded) in run_tasks(tasks, extract, _jobs(settings)):
+            for _, results in run_tasks(tasks, extract, _jobs(settings)):
                 for index, result in results:
                     if isinstance(result, PairFailure):
                         run.fail(result, counts)

@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import NamedTuple
 
 from vcat.regular import NotRegularFile, open_regular
 
@@ -44,9 +45,8 @@ class CropsFormatError(ValueError):
     """A crop list that cannot be used; the message names the file and line and what is wrong."""
 
 
-@dataclass(frozen=True)
-class Crop:
-    """One crop line: one output pair."""
+class Crop(NamedTuple):
+    """One crop line: one output pair (a tuple: lists hold millions)."""
 
     index: int  # global index in file order, from 0
     line: int  # 1-based line number in the file
@@ -92,22 +92,22 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, text.rstrip("\r\n")
 
 
-def _crop_boxes(path: Path, number: int, text: str) -> tuple[Box, Box]:
+def _crop_boxes(path: Path, number: int, text: str, fields: list[str]) -> tuple[Box, Box]:
     if _CROP_LINE.fullmatch(text) is None:
         raise CropsFormatError(
             f"{path}:{number}: a crop line must be 8 integers 'l1, r1, t1, b1, l2, r2, t2, b2' "
             f"separated by ', '; got {_shown(text)}"
         )
-    l1, r1, t1, b1, l2, r2, t2, b2 = (int(field) for field in text.split(SEPARATOR))
-    boxes = (l1, t1, r1, b1), (l2, t2, r2, b2)
-    for which, (left, top, right, bottom) in enumerate(boxes, start=1):
-        if min(left, top) < 0 or right <= left or bottom <= top:
-            raise CropsFormatError(
-                f"{path}:{number}: box {which} (left {left}, right {right}, top {top}, "
-                f"bottom {bottom}) is empty or outside the image; left < right and top < bottom "
-                "are needed, none negative"
-            )
-    return boxes
+    l1, r1, t1, b1, l2, r2, t2, b2 = map(int, fields)
+    if l1 < 0 or t1 < 0 or r1 <= l1 or b1 <= t1 or l2 < 0 or t2 < 0 or r2 <= l2 or b2 <= t2:
+        for which, (left, right, top, bottom) in ((1, (l1, r1, t1, b1)), (2, (l2, r2, t2, b2))):
+            if min(left, top) < 0 or right <= left or bottom <= top:
+                raise CropsFormatError(
+                    f"{path}:{number}: box {which} (left {left}, right {right}, top {top}, "
+                    f"bottom {bottom}) is empty or outside the image; left < right and "
+                    "top < bottom are needed, none negative"
+                )
+    return (l1, t1, r1, b1), (l2, t2, r2, b2)
 
 
 def _header(path: Path, number: int, fields: list[str]) -> tuple[str, str, int]:
@@ -133,7 +133,7 @@ def _path_problem(image: str) -> str | None:
         return "is empty"
     if _CONTROL.search(image):
         return "holds a control character"
-    if image.startswith("/") or ".." in PurePosixPath(image).parts:
+    if image.startswith("/") or ".." in image.split("/"):
         return "must be relative to the dataset root, without '..'"
     return None
 
@@ -162,7 +162,7 @@ def read_headers(path: Path) -> Iterator[PairHeader]:
                     f"{path}:{number}: {len(fields)} fields; a crop line holds 8 integers "
                     "'l1, r1, t1, b1, l2, r2, t2, b2' separated by ', '"
                 )
-            box1, box2 = _crop_boxes(path, number, text)
+            box1, box2 = _crop_boxes(path, number, text, fields)
             crops.append(Crop(index, number, box1, box2))
             index += 1
             continue

@@ -235,8 +235,8 @@ def _cut(decoded: Decoded, box: Box, imsize: int, turn: int) -> bytes:
     return encode_jpeg(crop.transpose(_TURNS[turn]) if turn else crop)
 
 
-def run_task(task: Task, settings: ExtractSettings) -> tuple[list[tuple[int, PairResult]], int]:
-    """Every crop of ``task`` as ``(index, result)`` in index order, and the decode count."""
+def run_task(task: Task, settings: ExtractSettings) -> list[tuple[int, PairResult]]:
+    """Every crop of ``task`` as ``(index, result)``, in index order."""
     sides = _smallest_sides(task) if settings.reduced_decode else {}
 
     def load(name: str) -> Decoded:
@@ -256,7 +256,7 @@ def run_task(task: Task, settings: ExtractSettings) -> tuple[list[tuple[int, Pai
         turn = effective_rotation(header.rotation)
         for crop in header.crops:
             results.append((crop.index, _pair(header, crop, first, second, turn, settings.imsize)))
-    return results, cache.decodes
+    return results
 
 
 def _pair(

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from vcat.croco.crops_file import PairHeader
 from vcat.croco.extract import ExtractSettings, PairResult, Task, run_task
 
-TaskResult = tuple[list[tuple[int, PairResult]], int]
+TaskResult = list[tuple[int, PairResult]]
 MIN_TASK_PAIRS = 16
 TASKS_PER_RUN = 16  # a short run is still cut into this many tasks, for the processes to share
 
