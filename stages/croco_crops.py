@@ -48,7 +48,7 @@ from vcat.console import fail, stderr, stderr_bars
 from vcat.croco.crops_file import CropsFormatError, PairHeader, read_headers, summarize
 from vcat.croco.extract import ExtractSettings, PairFailure, Task, planned_decodes
 from vcat.croco.layout import StemLayout
-from vcat.croco.tasks import group_headers, run_tasks, task_size
+from vcat.croco.tasks import WorkerDied, group_headers, run_tasks, task_size
 from vcat.croco.tree import LISTING_NAME, listing_text, write_atomic, write_tree
 from vcat.parts import (
     WHOLE,
@@ -586,5 +586,5 @@ def command(
         main(conf, crops, root, output, overwrite, metrics, spec, merge, tree)
     except TooManyFailed as exc:
         fail(str(exc), code=1)
-    except (StageError, CropsFormatError, ShardError, PartsError) as exc:
+    except (StageError, CropsFormatError, ShardError, PartsError, WorkerDied) as exc:
         fail(str(exc))

@@ -15,11 +15,18 @@ import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from vcat.croco.crops_file import PairHeader
 from vcat.croco.extract import ExtractSettings, PairResult, Task, run_task
 
 TaskResult = list[tuple[int, PairResult]]
+
+
+class WorkerDied(Exception):
+    """A worker process ended abruptly (killed, out of memory); what was written is kept."""
+
+
 MIN_TASK_PAIRS = 16
 TASKS_PER_RUN = 16  # a short run is still cut into this many tasks, for the processes to share
 
@@ -76,5 +83,10 @@ def run_tasks(
         while pending:
             task, future = pending.popleft()
             yield task, future.result()
+    except BrokenProcessPool:
+        raise WorkerDied(
+            "a worker process ended abruptly (killed, or out of memory: lower jobs or "
+            "cache_images); what was sealed is kept, run the stage again to resume"
+        ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
