@@ -104,6 +104,9 @@ default_conf: dict[str, Any] = {
     "shard_max_count": 10_000,
     "shard_max_bytes": 1 << 30,
 }
+# params.yaml keys that only dvc.yaml reads: which catalog entries to process
+pipeline_keys = ("entries",)
+
 
 RUN_NAME = ".run.json"
 DROPPED_NAME = "dropped.tsv"
@@ -442,7 +445,7 @@ def command(
     if merge is not None and spec is not None:
         fail("give --shard or --merge, not both")
     try:
-        conf = stage_conf(NAME, default_conf, params)
+        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
         main(conf, input_root, output, overwrite, metrics, spec, merge)
     except TooManyFailed as exc:
         fail(str(exc), code=1)

@@ -81,6 +81,9 @@ default_conf: dict[str, Any] = {
     "allow_pickle": False,  # original MegaDepth scene files store paths as pickled objects
     "max_failed_fraction": 0.0,  # of the scenes; more failed makes the stage fail
 }
+# params.yaml keys that only dvc.yaml reads: which catalog entries to process
+pipeline_keys = ("entries",)
+
 
 FAILURES_NAME = "failures.tsv"
 FAILURES_HEADER = "scene\tfailure\treason\n"
@@ -336,7 +339,7 @@ def command(
     if merge is not None and spec is not None:
         fail("give --shard or --merge, not both")
     try:
-        conf = stage_conf(NAME, default_conf, params)
+        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
         main(conf, input_root, output, overwrite, metrics, spec, merge)
     except TooManyFailed as exc:
         fail(str(exc), code=1)

@@ -197,7 +197,7 @@ def test_an_unreadable_scan_is_listed_and_fails_the_stage(tmp_path: Path) -> Non
     conf_path = matterport.camera_file(root / "bad")
     conf_path.write_text(conf_path.read_text().replace("scan ", "scan x ", 1))
     params = tmp_path / "params.yaml"
-    params.write_text("locus-precompute:\n  width: 80\n  height: 64\n")
+    params.write_text("locus-precompute:\n  entries: [mp]\n  width: 80\n  height: 64\n")
     result = run_cli(str(root), str(tmp_path / "out"), "--params", str(params))
     assert result.exit_code == 1
     failures = (tmp_path / "out" / "failures.tsv").read_text().splitlines()

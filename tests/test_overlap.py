@@ -460,7 +460,7 @@ def test_a_broken_scene_is_listed_and_fails_the_stage(tmp_path: Path) -> None:
     assert failures[1].startswith("bad\tunreadable_scene\t")
     assert (tmp_path / "out" / "good.npz").is_file()
     params = tmp_path / "params.yaml"
-    params.write_text("overlap:\n  max_failed_fraction: 0.5\n")
+    params.write_text("overlap:\n  entries: [mp]\n  max_failed_fraction: 0.5\n")
     result = run_cli(str(root), str(tmp_path / "out"), "--params", str(params))
     assert result.exit_code == 0, result.output
 
