@@ -7,7 +7,7 @@ only in where their sources come from; once they have a :class:`~vcat.copydetect
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +80,14 @@ def run(
     metrics: Path | None = None,
     spec: ShardSpec | None = None,
     merge: int | None = None,
+    finished: Callable[[Path], Mapping[str, Any]] | None = None,
 ) -> Path:
     """The work of ``copydetect-train`` and ``vsc-train`` once their sources are known: the
     classes of ``job`` into ``output``: all of them (``spec`` None), the block of shard
-    ``spec`` (even 0/1) into its part beside ``output``, or the merge of ``merge`` parts."""
+    ``spec`` (even 0/1) into its part beside ``output``, or the merge of ``merge`` parts.
+
+    ``finished(output)``, when given, runs once the output is complete (not for a part) and
+    returns counts added to the metrics."""
     jobs = int(settings["jobs"])
     if jobs < 1:
         raise GenerateError(f"jobs must be at least 1, not {jobs}")
@@ -131,6 +135,7 @@ def run(
             stderr.print(f"{folder}: part {spec} done ({len(classes):,} classes)", highlight=False)
             return folder
         summary = finish(output)
+    extra = dict(finished(output)) if finished is not None else {}
     stderr.print(
         f"{output}: {summary.images:,} images of {summary.classes:,} classes in "
         f"{summary.shards} shard(s), {summary.retries:,} retried attempt(s), "
@@ -138,5 +143,5 @@ def run(
         highlight=False,
     )
     if metrics is not None:
-        write_json(metrics, summary.metrics())
+        write_json(metrics, {**summary.metrics(), **extra})
     return output
