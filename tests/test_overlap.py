@@ -487,3 +487,24 @@ def test_matterport_scans_follow_the_camera_file_order(tmp_path: Path) -> None:
     direct = overlap_matrix(views, depths, depth_range=DepthRange(0.01))
     np.testing.assert_array_equal(matrix, direct)
     assert 0.2 < matrix[0, 1] < 1.0
+
+
+@pytest.mark.slow
+def test_the_stage_on_the_demo_megadepth_matches_its_exact_overlaps(tmp_path: Path) -> None:
+    """The whole demo-megadepth tree (built here from the demo's generator): every scene's
+    rows in scene_info order, every entry within OVERLAP_TOLERANCE of the demo's own exact
+    overlap_matrix (full resolution, every 4th pixel), the mean difference under 0.01."""
+    from vcat.demo.megadepth import build_megadepth
+
+    root = tmp_path / "demo-megadepth"
+    build_megadepth(root)
+    stage.main(None, root, tmp_path / "out")
+    for info_path in sorted((root / "scene_info").glob("*.npz")):
+        names, matrix = read_overlap(tmp_path / "out" / f"{info_path.stem}.npz")
+        with np.load(info_path) as info:
+            assert names == [str(path) for path in info["image_paths"]]
+            exact = np.array(info["overlap_matrix"])
+        np.fill_diagonal(exact, 1.0)
+        difference = np.abs(matrix - exact)
+        assert difference.max() <= OVERLAP_TOLERANCE
+        assert difference.mean() <= 0.01
