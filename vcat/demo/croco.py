@@ -7,6 +7,14 @@ in-plane rotation of image 2 against image 1 in integer degrees); each following
 eight integers ``l1, r1, t1, b1, l2, r2, t2, b2`` is one crop pair, boxes in pixels with the
 right and bottom edges exclusive (PIL's ``crop``).
 
+Image paths follow the MegaDepth release that CroCo's guide reads: ``<scene>/images/<name>.jpg``
+under the dataset root. In demo-megadepth that root is its ``Undistorted_SfM/`` folder (see
+:func:`vcat.demo.megadepth.release_path`), so CroCo's ``--root-dir`` is
+``<demo-megadepth>/Undistorted_SfM``.
+
+Pairs are taken between views close along the street (each even view with the next and the
+third next), where they overlap enough, with up to two crops each: a few hundred crop pairs.
+
 Box 1 is a random square in image 1; box 2 is the square around where box 1's pixels land in
 image 2 through the exact depth and poses, kept only when most of box 1 is seen in image 2
 and most of box 2 comes back into box 1. The rotation is how far image 1's x axis is turned
@@ -24,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vcat.demo.megadepth import image_path
+from vcat.demo.megadepth import published_depth, release_path
 from vcat.demo.publish import atomic_output
 from vcat.demo.scenes import (
     TEST_SCENES,
@@ -34,7 +42,6 @@ from vcat.demo.scenes import (
     get_scene,
     mat_vec,
     overlap,
-    render_view,
     transfer,
     transpose,
     visible,
@@ -43,7 +50,8 @@ from vcat.demo.scenes import (
 CROPS_PATH = Path("MegaDepth") / "crops_release.txt"
 CROP_SEED = 2023
 MIN_PAIR_OVERLAP = 0.3  # pairs that share less are not listed
-CROPS_PER_PAIR = 3
+CROPS_PER_PAIR = 2
+PARTNER_STEPS = (1, 3)  # view i (even) is paired with views i + 1 and i + 3
 ATTEMPTS_PER_PAIR = 24
 SIDE = (96, 192)  # box 1's side in pixels, inclusive
 MIN_SIDE = 48  # box 2 smaller than this is rejected
@@ -140,13 +148,17 @@ def _crop(
 
 
 def scene_crops(scene_id: str, scene_index: int) -> list[CropPair]:
-    """The crop pairs of one scene: every pair of views (i < j) overlapping enough."""
+    """The crop pairs of one scene: each even view with its partners, where they overlap
+    enough."""
     scene = get_scene(scene_id)
     cameras = scene.cameras
-    depths = [render_view(scene_id, camera.name)[1] for camera in cameras]
+    depths = [published_depth(scene_id, camera.name) for camera in cameras]
     pairs = []
-    for i, first in enumerate(cameras):
-        for j in range(i + 1, len(cameras)):
+    for i in range(0, len(cameras), 2):
+        first = cameras[i]
+        for j in (i + step for step in PARTNER_STEPS):
+            if j >= len(cameras):
+                continue
             second = cameras[j]
             if overlap(first, depths[i], second, depths[j], stride=8) < MIN_PAIR_OVERLAP:
                 continue
@@ -161,8 +173,8 @@ def scene_crops(scene_id: str, scene_index: int) -> list[CropPair]:
             if crops:
                 pairs.append(
                     CropPair(
-                        image_path(scene_id, first.name),
-                        image_path(scene_id, second.name),
+                        release_path(scene_id, first.name),
+                        release_path(scene_id, second.name),
                         relative_rotation(first, second),
                         tuple(crops),
                     )
@@ -175,7 +187,8 @@ def crops_text(pairs: list[CropPair]) -> str:
     lines = [
         f"# CroCo crop pairs of the demo-megadepth scenes {', '.join(TRAIN_SCENES)}; "
         f"{', '.join(TEST_SCENES)} is held out",
-        "# pair: img1, img2, rotation (paths relative to the demo-megadepth root; degrees)",
+        "# pair: img1, img2, rotation (paths <scene>/images/<name>.jpg, relative to"
+        " demo-megadepth's Undistorted_SfM/; degrees)",
         "# crop: l1, r1, t1, b1, l2, r2, t2, b2 (pixels; right and bottom exclusive)",
     ]
     for pair in pairs:

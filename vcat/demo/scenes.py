@@ -1,10 +1,12 @@
 """Scenes with exact geometry: textured rectangles in 3D, seen by pinhole cameras.
 
-A :class:`Scene` is a few planar :class:`Quad` s (a back wall, a floor, free-standing boards),
-each textured with one demo photo, and the :class:`Camera` s that look at it. :func:`render`
-casts one ray per pixel, so colour and depth are exact for the definition; :func:`transfer`
-and :func:`visible` carry pixels with depth from one camera into another, for overlap
-matrices, crop boxes and tests.
+A :class:`Scene` is planar :class:`Quad` s, each textured with one demo photo, and the
+:class:`Camera` s that look at it. The MegaDepth demo scenes ``demo01`` ... ``demo04`` are
+streets: a facade of photo panels, the ground and boards standing in front, seen by 48
+cameras walking along the street, so that their pairs share anything from all to nothing.
+:func:`render` casts one ray per pixel, so colour and depth are exact for the definition;
+:func:`transfer` and :func:`visible` carry pixels with depth from one camera into another, for
+overlap matrices, crop boxes and tests.
 
 Conventions (COLMAP's, which MegaDepth and glue-factory use):
 
@@ -31,19 +33,21 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from vcat.demo.photos import load_photo
+from vcat.demo.photos import PHOTO_NAMES, load_photo
 
 Vec3 = tuple[float, float, float]
 Mat3 = tuple[Vec3, Vec3, Vec3]
 RGBImage = NDArray[np.uint8]
 DepthMap = NDArray[np.float32]
 
-SCENE_IDS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
-TRAIN_SCENES: tuple[str, ...] = ("0001", "0002", "0003")
-TEST_SCENES: tuple[str, ...] = ("0004",)  # held out: never in training data such as crops
-IMAGE_WIDTH = 480
-IMAGE_HEIGHT = 360
-VIEWS_PER_SCENE = 8
+# Real MegaDepth scene ids are four decimal digits ("0015"); a demo id starts with letters, so
+# no real id can equal it and no split file of real scenes names a demo scene.
+SCENE_IDS: tuple[str, ...] = ("demo01", "demo02", "demo03", "demo04")
+TRAIN_SCENES: tuple[str, ...] = ("demo01", "demo02", "demo03")
+TEST_SCENES: tuple[str, ...] = ("demo04",)  # held out: never in training data such as crops
+IMAGE_WIDTH = 320
+IMAGE_HEIGHT = 240
+VIEWS_PER_SCENE = 48
 SCENE_SEED = 1506
 NEAR = 1e-3  # metres; hits closer to the camera than this are ignored
 TEXTURE_MAX_SIDE = 512
@@ -294,52 +298,69 @@ class Scene:
         raise KeyError(f"scene {self.id} has no camera {name!r}")
 
 
-# Per scene: back wall, floor, three boards; the rolled views exercise in-plane rotation.
-_LAYOUT: dict[str, tuple[str, str, tuple[str, str, str]]] = {
-    "0001": ("china", "coffee", ("astronaut", "chelsea", "rocket")),
-    "0002": ("flower", "hubble_deep_field", ("grace_hopper", "coffee", "immunohistochemistry")),
-    "0003": ("rocket", "immunohistochemistry", ("chelsea", "retina", "flower")),
-    "0004": ("coffee", "retina", ("astronaut", "china", "grace_hopper")),
-}
-_ROLLED: dict[tuple[str, int], float] = {("0002", 5): 90.0, ("0003", 2): -90.0}
-
-
 def _draw(rng: np.random.Generator, low: float, high: float) -> float:
     """A uniform draw rounded to millimetres, so the definition reads as plain numbers."""
     return round(float(rng.uniform(low, high)), 3)
 
 
-def _scene(index: int, scene_id: str) -> Scene:
-    rng = np.random.default_rng([SCENE_SEED, index])
-    wall, ground, boards = _LAYOUT[scene_id]
-    quads = [board(wall, (0.0, 6.0, 6.0 * photo_aspect(wall)), 12.0)]
-    quads.append(floor(ground, (0.0, 3.0, 0.0), 12.0))
-    for k, photo in enumerate(boards):
-        width = _draw(rng, 1.4, 2.4)
-        x = -2.6 + 2.6 * k + _draw(rng, -0.5, 0.5)
-        y = _draw(rng, 1.0, 4.2)
-        bottom = _draw(rng, 0.0, 0.8)
+# Each scene is a street: a facade of photo panels along x, the ground, and boards standing in
+# front; the cameras walk along the street looking at the facade. Views close together share
+# most of what they see, views far apart nothing, so every overlap from 0 to 1 is common (see
+# the module docstring of vcat.demo.megadepth for the counts the samplers need).
+STREET_LENGTH = 34.0  # metres along x
+FACADE_Y = 7.0  # the facade's distance from the street's axis
+PANEL_WIDTH = (3.0, 5.0)
+BOARD_SPACING = 4.0  # one board per this many metres of street
+CAMERA_MARGIN = 4.0  # the first and last camera stand this far inside the street's ends
+FOCAL = (220.0, 300.0)  # pixels, drawn per view
+# rolled views exercise in-plane rotation (CroCo's rotation rule)
+_ROLLED: dict[tuple[str, int], float] = {("demo02", 5): 90.0, ("demo03", 2): -90.0}
+
+
+def _street_quads(rng: np.random.Generator) -> list[Quad]:
+    order = [PHOTO_NAMES[int(k)] for k in rng.permutation(len(PHOTO_NAMES))]
+    quads = []
+    left = -STREET_LENGTH / 2
+    while left < STREET_LENGTH / 2:
+        photo = order[len(quads) % len(order)]
+        width = _draw(rng, *PANEL_WIDTH)
+        height = width * photo_aspect(photo)
+        depth = FACADE_Y + _draw(rng, -0.4, 0.4)
+        quads.append(board(photo, (left + width / 2, depth, height / 2), width))
+        left += width
+    ground = order[len(quads) % len(order)]
+    quads.append(floor(ground, (0.0, FACADE_Y / 2, 0.0), STREET_LENGTH + 10.0))
+    count = int(STREET_LENGTH / BOARD_SPACING)
+    for k in range(count):
+        photo = order[(len(quads) + k) % len(order)]
+        width = _draw(rng, 1.0, 2.0)
+        x = -STREET_LENGTH / 2 + (k + 0.5) * BOARD_SPACING + _draw(rng, -0.8, 0.8)
+        y = _draw(rng, 1.0, FACADE_Y - 1.5)
+        bottom = _draw(rng, 0.0, 0.6)
         center = (x, y, bottom + width * photo_aspect(photo) / 2)
         quads.append(board(photo, center, width, _draw(rng, -35.0, 35.0), _draw(rng, -10.0, 15.0)))
+    return quads
+
+
+def _scene(index: int, scene_id: str) -> Scene:
+    rng = np.random.default_rng([SCENE_SEED, index])
+    quads = _street_quads(rng)
+    span = STREET_LENGTH - 2 * CAMERA_MARGIN
     cameras = []
     for view in range(VIEWS_PER_SCENE):
-        position = (
-            -2.4 + 4.8 * view / (VIEWS_PER_SCENE - 1) + _draw(rng, -0.3, 0.3),
-            _draw(rng, -3.2, -1.6),
-            _draw(rng, 1.1, 1.9),
-        )
-        target = (_draw(rng, -1.5, 1.5), _draw(rng, 2.0, 4.0), _draw(rng, 0.9, 1.8))
+        x = -span / 2 + span * view / (VIEWS_PER_SCENE - 1) + _draw(rng, -0.3, 0.3)
+        position = (x, _draw(rng, -3.0, -1.0), _draw(rng, 1.1, 1.9))
+        target = (x + _draw(rng, -3.0, 3.0), _draw(rng, 2.0, FACADE_Y), _draw(rng, 0.9, 1.8))
+        focal = _draw(rng, *FOCAL)
         jitter = _draw(rng, -6.0, 6.0)  # drawn for every view, so a rolled one shifts no draws
         roll = _ROLLED.get((scene_id, view), jitter)
-        cameras.append(
-            look_at(f"view{view}", position, target, _draw(rng, 360.0, 480.0), roll=roll)
-        )
+        cameras.append(look_at(f"view{view:02d}", position, target, focal, roll=roll))
     return Scene(scene_id, tuple(quads), tuple(cameras))
 
 
 @cache
 def scenes() -> tuple[Scene, ...]:
-    """The demo scenes 0001-0004 (0004 held out), eight 480x360 views each; built on first use."""
+    """The demo scenes (``demo04`` held out), 48 views of 320x240 each; built on first use."""
     return tuple(_scene(index, scene_id) for index, scene_id in enumerate(SCENE_IDS))
 
 
@@ -429,8 +450,9 @@ def _render_band(
     top: int,
     rgb: RGBImage,
     depth: DepthMap,
+    hits: NDArray[np.int16],
 ) -> None:
-    """Render the rows ``top:top + len(ry)`` into ``rgb`` and ``depth``."""
+    """Render the rows ``top:top + len(ry)`` into ``rgb``, ``depth`` and ``hits``."""
     rows, width = ry.size, rx.size
     nearest = np.full((rows, width), np.inf)
     s_hit = np.zeros((rows, width))
@@ -461,6 +483,7 @@ def _render_band(
                 quad.photo, s_hit.ravel()[where], t_hit.ravel()[where]
             )
     depth[top : top + rows] = np.where(which >= 0, nearest, 0.0)
+    hits[top : top + rows] = which
 
 
 @cache
@@ -497,11 +520,11 @@ def sample_bilinear(photo: str, s: NDArray[np.float64], t: NDArray[np.float64]) 
     return out
 
 
-def render_quads(
+def render_hits(
     quads: Sequence[Quad], camera: Camera, background: tuple[int, int, int]
-) -> tuple[RGBImage, DepthMap]:
-    """RGB (H, W, 3) uint8 and depth (H, W) float32 of ``quads`` seen by ``camera``: per
-    pixel, the nearest intersection of its ray with a quad, colour sampled bilinearly."""
+) -> tuple[RGBImage, DepthMap, NDArray[np.int16]]:
+    """:func:`render_quads` and, per pixel, the index in ``quads`` of the quad it shows
+    (-1 where none)."""
     height, width = camera.height, camera.width
     rx = (np.arange(width) + 0.5 - camera.cx) / camera.fx  # the ray (rx, ry, 1) per pixel
     ry = (np.arange(height) + 0.5 - camera.cy) / camera.fy
@@ -509,9 +532,19 @@ def render_quads(
     rgb = np.empty((height, width, 3), np.uint8)
     rgb[:] = background
     depth = np.empty((height, width), np.float32)
+    hits = np.empty((height, width), np.int16)
     band = max(1, BAND_PIXELS // width)
     for top in range(0, height, band):
-        _render_band(quads, planes, rx, ry[top : top + band], top, rgb, depth)
+        _render_band(quads, planes, rx, ry[top : top + band], top, rgb, depth, hits)
+    return rgb, depth, hits
+
+
+def render_quads(
+    quads: Sequence[Quad], camera: Camera, background: tuple[int, int, int]
+) -> tuple[RGBImage, DepthMap]:
+    """RGB (H, W, 3) uint8 and depth (H, W) float32 of ``quads`` seen by ``camera``: per
+    pixel, the nearest intersection of its ray with a quad, colour sampled bilinearly."""
+    rgb, depth, _ = render_hits(quads, camera, background)
     return rgb, depth
 
 
@@ -520,10 +553,10 @@ def render(scene: Scene, camera: Camera) -> tuple[RGBImage, DepthMap]:
     return render_quads(scene.quads, camera, scene.background)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=len(SCENE_IDS) * VIEWS_PER_SCENE)
 def render_view(scene_id: str, camera_name: str) -> tuple[RGBImage, DepthMap]:
     """:func:`render` of a demo scene's camera, kept for the builders that share views
-    (images, overlaps, crops); read-only."""
+    (images, overlaps, crops; about 100 MB for all of them); read-only."""
     scene = get_scene(scene_id)
     rgb, depth = render(scene, scene.camera(camera_name))
     rgb.setflags(write=False)

@@ -1,4 +1,4 @@
-"""The ``demo-video`` file: a six-second H.264 fly-through of demo scene 0001.
+"""The ``demo-video`` file: a six-second H.264 fly-through of demo scene demo01.
 
 640x480, 30 fps, yuv420p (BT.601, limited range), in MP4. The bytes are reproducible: frames
 are rendered with CPU-independent maths, converted to YUV with integer arithmetic (not
@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from vcat.demo.publish import atomic_output
 from vcat.demo.scenes import Camera, get_scene, look_at, render, sin_cos_degrees
 
-SCENE_ID = "0001"
+SCENE_ID = "demo01"
 WIDTH = 640
 HEIGHT = 480
 FPS = 30
