@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -550,6 +551,48 @@ def test_a_run_killed_mid_way_resumes_to_the_same_bytes(tmp_path: Path) -> None:
     done = subprocess.run([*command, str(output)], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert folder_bytes(output) == folder_bytes(tmp_path / "clean")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_way_ends_the_run_in_one_line_and_it_resumes(tmp_path: Path) -> None:
+    crops, root = big_world(tmp_path)
+    settings = {"imsize": 64, "jobs": 2, "shard_max_count": 5}
+    clean = main({**settings, "jobs": 1}, crops, root, tmp_path / "clean")
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"croco-crops": settings}))
+    output = tmp_path / "out"
+    command = [VCAT, "stage", "croco-crops", str(crops), str(root), str(output)]
+    process = subprocess.Popen([*command, "--params", str(params)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (output / "shard-000001.tar").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # the stage's children are the resource tracker and the fork server; the workers are the
+    # fork server's children
+    workers = [pid for child in children(process.pid) for pid in children(child)]
+    assert workers, "no worker process found"
+    os.kill(workers[0], signal.SIGKILL)
+    _, error = process.communicate(timeout=60)
+    assert process.returncode == 2, error
+    assert "Traceback" not in error.decode()
+    assert "a worker process ended abruptly" in error.decode()
+    assert not (output / "index.json").exists()
+    done = subprocess.run([*command, "--params", str(params)], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert folder_bytes(output) == folder_bytes(clean)
 
 
 def test_failures_journal_cut_by_a_kill_is_recovered(
