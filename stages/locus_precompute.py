@@ -216,12 +216,11 @@ def _first_pass(scan_dir: Path, settings: Mapping[str, Any]) -> _Scan:
         grid_depths.append(grid_depth[0])
         grid_K.append(grid_K_one[0])
     tolerance = Tolerance(float(settings.tolerance), 0.0, bool(settings.neighbourhood))
-    count = len(scan.kept)
-    poses = np.stack([kept.view.world_to_camera for kept in scan.kept]) if count else None
+    poses = [kept.view.world_to_camera for kept in scan.kept]
     seen, valid = overlap_counts(
-        np.stack(grid_depths) if count else np.zeros((0, grid[1], grid[0])),
-        np.stack(grid_K) if count else np.zeros((0, 3, 3)),
-        poses if poses is not None else np.zeros((0, 4, 4)),
+        np.stack(grid_depths) if poses else np.zeros((0, grid[1], grid[0])),
+        np.stack(grid_K) if poses else np.zeros((0, 3, 3)),
+        np.stack(poses) if poses else np.zeros((0, 4, 4)),
         depth_range,
         tolerance,
     )
@@ -250,7 +249,11 @@ def _depth_sample(path: Path, settings: Mapping[str, Any]) -> dict[str, bytes]:
     return {"npy": _npy(fill_invalid(depth, invalid))}
 
 
-def _add_scan(writer: ShardWriter, scan_dir: Path, scan: _Scan, settings: Mapping[str, Any]):
+def _add_scan(
+    writer: ShardWriter, scan_dir: Path, scan: _Scan, settings: Mapping[str, Any]
+) -> None:
+    """The scan's samples: camera file, overlaps, then RGB and depth per kept image (decoded
+    only when the writer still needs them)."""
     size = (int(settings.width), int(settings.height))
     name = scan.name
     writer.add(f"{name}/{matterport.CAMERA_FOLDER}/{name}", {"conf": scan.conf_bytes})
