@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 from vcat.copydetect import groundtruth
-from vcat.copydetect.names import USES_OTHER_IMAGES
+from vcat.copydetect.names import GUIDE_POOL, USES_OTHER_IMAGES
 from vcat.copydetect.overlays import Assets
 from vcat.copydetect.seeds import copy_rng
 
@@ -136,8 +136,6 @@ class Recipe:
     max_attempts: int = 10
 
     def check(self) -> None:
-        from vcat.copydetect import pool
-
         if self.copies < 0:
             raise GenerateError(f"copies must be 0 or more, not {self.copies}")
         if self.size < 8:
@@ -149,7 +147,14 @@ class Recipe:
         if self.seed < 0:
             raise GenerateError(f"seed must be 0 or more, not {self.seed}")
         try:
-            pool.check_names(self.transforms)
+            if set(self.transforms) <= set(GUIDE_POOL):  # no need to load the libraries
+                repeated = sorted({n for n in self.transforms if self.transforms.count(n) > 1})
+                if repeated:
+                    raise ValueError(f"transforms named more than once: {', '.join(repeated)}")
+            else:
+                from vcat.copydetect import pool
+
+                pool.check_names(self.transforms)
         except (KeyError, ValueError) as exc:
             raise GenerateError(f"transforms: {exc}") from None
         if self.copies and not 1 <= self.k_min <= self.k_max <= len(self.transforms):
@@ -315,6 +320,8 @@ def outcomes(job: Job, classes: Sequence[int], jobs: int) -> Iterator[ClassOutco
     """``make_class`` of each class, in order, on ``jobs`` processes (forked, so the job is
     shared without pickling; 1: in this process)."""
     global _WORKER_JOB, _WORKER_CONTEXT
+    if not classes:
+        return
     if jobs <= 1 or len(classes) <= 1:
         context = _context(job)
         for cls in classes:
