@@ -468,6 +468,7 @@ def _merge(
     failures = FAILURES_HEADER + "".join(f"{record}\n" for record in records)
     _write_if_changed(output / FAILURES_NAME, failures)
     _write_if_changed(output / LISTING_NAME, listing_text(index.samples))
+    (output / JOURNAL_NAME).unlink(missing_ok=True)  # left by a single run stopped there
 
 
 def _part_signature(signature: dict[str, Any], spec: ShardSpec, block: range) -> dict[str, Any]:
@@ -529,10 +530,13 @@ def main(
         write_json(metrics, counts.metrics(summary.headers, layout, sorted(exclusion.scenes)))
     allowed = int(float(settings.max_failed_fraction) * counts.to_make)
     if counts.failed > allowed:
+        hint = ""
+        if counts.failed == counts.to_make and merge is None:
+            hint = f"; none was made: is {root} the folder the list's image paths start from?"
         raise TooManyFailed(
             f"{crops}: {counts.failed} pairs failed, more than the {allowed} that "
             f"{NAME}.max_failed_fraction={settings.max_failed_fraction} allows; see "
-            f"{folder / FAILURES_NAME}"
+            f"{folder / FAILURES_NAME}{hint}"
         )
     return folder
 

@@ -505,6 +505,25 @@ def test_merged_parts_equal_a_single_run(
     assert folder_bytes(merged) == folder_bytes(single)
 
 
+def test_a_merge_into_a_stopped_single_run_equals_the_single_run(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    crops, root = world
+    (root / "0102/images/3.jpg").unlink()
+    settings = conf(max_failed_fraction=1.0)
+    single = main(settings, crops, root, tmp_path / "single")
+    stopped = tmp_path / "stopped"
+    main(settings, crops, root, stopped)
+    records = (stopped / FAILURES_NAME).read_text().split("\n", 1)[1]
+    (stopped / ".failures.journal").write_text(records)  # what a stopped run leaves
+    for name in ("index.json", FAILURES_NAME, "listing.txt"):
+        (stopped / name).unlink()
+    for index in range(2):
+        main(settings, crops, root, stopped, shard=ShardSpec(index, 2))
+    main(settings, crops, root, stopped, merge=2)
+    assert folder_bytes(stopped) == folder_bytes(single)
+
+
 def test_a_merge_names_the_parts_to_run(world: tuple[Path, Path], tmp_path: Path) -> None:
     crops, root = world
     main(conf(), crops, root, tmp_path / "out", shard=ShardSpec(0, 3))
@@ -629,6 +648,10 @@ def test_the_command_exits_0_1_and_2(world: tuple[Path, Path], tmp_path: Path) -
     (root / "0101/images/0.jpg").unlink()
     done = runner.invoke(app, [*stage, str(tmp_path / "failing"), "--params", str(params)])
     assert done.exit_code == 1 and "pairs failed, more than the 0" in done.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = runner.invoke(app, ["stage", "croco-crops", str(crops), str(empty), str(tmp_path / "w")])
+    assert done.exit_code == 1 and f"none was made: is {empty} the folder" in done.output
     bad = tmp_path / "bad.txt"
     bad.write_text("a.jpg, b.jpg, 0\n1, 2, 3, 4\n")
     done = runner.invoke(app, ["stage", "croco-crops", str(bad), str(root), str(tmp_path / "x")])
