@@ -46,6 +46,7 @@ default_conf: dict[str, Any] = {
     "mix_offset": 9,  # ... starting with the tenth (the guide's names ending in 9)
     **COMMON_CONF,
 }
+pipeline_keys = ("entry",)  # params keys only dvc.yaml reads (whose references to use)
 
 
 def main(
@@ -135,7 +136,7 @@ def command(
     """Make a DISC21-style copy-detection training set (originals and augmented copies)."""
     spec = None if shard is None else shard_spec(shard)
     try:
-        conf = stage_conf(NAME, default_conf, params)
+        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
         main(conf, sources, output, overwrite, metrics, spec, merge, fonts, emoji)
     except TooManyFailed as exc:
         fail(str(exc), code=1)

@@ -64,6 +64,7 @@ default_conf: dict[str, Any] = {
     "k_min": 3,  # the guide's VSC set (train_v1_s3_r1_all) takes exactly 3 transforms per copy
     "k_max": 3,
 }
+pipeline_keys = ("entry",)  # params keys only dvc.yaml reads
 
 
 def _frames(folder: Path, what: str) -> VideoFrames:
@@ -204,7 +205,7 @@ def command(
     """Make the VSC copy-detection training set: augmented middle frames and positive pairs."""
     spec = None if shard is None else shard_spec(shard)
     try:
-        conf = stage_conf(NAME, default_conf, params)
+        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
         main(
             conf,
             references,
