@@ -87,6 +87,8 @@ default_conf: dict[str, Any] = {
     "shard_max_count": 10_000,
     "shard_max_bytes": 1 << 30,
 }
+# params.yaml keys that only dvc.yaml reads: which crop list and which image tree
+pipeline_keys = ("entry", "dataset", "images")
 
 FAILURES_NAME = "failures.tsv"
 FAILURES_HEADER = "index\tline\timage\tfailure\tmessage\n"
@@ -586,7 +588,7 @@ def command(
     """Cut CroCo's pre-training pairs from a crops_release.txt into WebDataset shards."""
     spec = None if shard is None else shard_spec(shard)
     try:
-        conf = stage_conf(NAME, default_conf, params)
+        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
         main(conf, crops, root, output, overwrite, metrics, spec, merge, tree)
     except TooManyFailed as exc:
         fail(str(exc), code=1)
