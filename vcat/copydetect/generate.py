@@ -37,6 +37,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -308,6 +309,12 @@ _WORKER_JOB: Job | None = None
 _WORKER_CONTEXT: Any = None
 
 
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers and keeps what
+    # is sealed; a worker that raised KeyboardInterrupt itself would only be replaced
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _work(cls: int) -> ClassOutcome:
     global _WORKER_CONTEXT
     assert _WORKER_JOB is not None
@@ -335,7 +342,7 @@ def outcomes(job: Job, classes: Sequence[int], jobs: int) -> Iterator[ClassOutco
     _WORKER_JOB, _WORKER_CONTEXT = job, None
     try:
         context = multiprocessing.get_context("fork")
-        with context.Pool(jobs) as workers:
+        with context.Pool(jobs, initializer=_ignore_interrupts) as workers:
             yield from workers.imap(_work, classes, chunksize=1)
     finally:
         _WORKER_JOB = None
