@@ -52,7 +52,8 @@ DEFAULT_SIZE = (40, 32)  # width, height of the grid, LoCUS's
 NEAR = 1e-6  # metres (or scene units): points closer to a camera are behind it
 FORMAT = "vcat.overlap/1"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-_CHUNK_POINTS = 1 << 20  # target views x source points carried at once
+_CHUNK_POINTS = 1 << 14  # target views x source points carried at once: the temporaries
+# stay in the CPU cache (twice as fast as 1 << 20 here)
 
 Floats = NDArray[np.float64]
 
