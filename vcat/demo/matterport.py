@@ -31,10 +31,10 @@ flips it so).
 
 Depth has the gaps real scans have, which readers must survive: zero where the surface is
 glass (a window in a wall and a skylight in the ceiling; one up-tilted view sees so much sky
-that over a fifth of its pixels have no depth, the share at which LoCUS drops an image),
-zero where the surface is further than the format can hold (65535 units, 16.38 m: depth
-beyond 20 m, which LoCUS also calls invalid, cannot be stored at all), and isolated pixels
-that read 0 or less than 1 cm (sensor dropouts, a seeded few per image).
+that over a fifth of its pixels have no depth, the share at which LoCUS drops an image), and
+isolated pixels that read 0 or less than 1 cm (sensor dropouts, a seeded few per image).
+Depth beyond what the format holds (65535 units, 16.38 m) would be stored as 0; the room has
+none, and the far readings LoCUS also calls invalid (over 20 m) cannot be stored at all.
 """
 
 from __future__ import annotations
