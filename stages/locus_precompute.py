@@ -40,7 +40,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -173,8 +173,11 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise GeometryError(f"{path}: not a readable image ({exc})") from None
 
 
-def _first_pass(scan_dir: Path, settings: Mapping[str, Any]) -> _Scan:
-    """Read the scan's camera file and depth images: which images stay, and the overlaps."""
+def _first_pass(
+    scan_dir: Path, settings: Mapping[str, Any], step: Callable[[], None] = lambda: None
+) -> _Scan:
+    """Read the scan's camera file and depth images: which images stay, and the overlaps;
+    ``step()`` after each image."""
     size = (int(settings.width), int(settings.height))
     conf_path = matterport.camera_file(scan_dir)
     images = matterport.read_camera_file(conf_path)
@@ -185,6 +188,7 @@ def _first_pass(scan_dir: Path, settings: Mapping[str, Any]) -> _Scan:
     grid_depths: list[NDArray[np.float64]] = []
     grid_K: list[NDArray[np.float64]] = []
     for image in images:
+        step()
         depth_path = scan_dir / matterport.DEPTH_FOLDER / image.depth_name
         try:
             _image_size(scan_dir / matterport.COLOR_FOLDER / image.color_name)
@@ -314,12 +318,13 @@ def _process(
     ) as writer:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with stderr_bars(*columns, TimeRemainingColumn()) as progress:
-            task = progress.add_task(NAME, total=len(scans))
+            task = progress.add_task("scans", total=len(scans))
+            depths = progress.add_task("depth read", total=None)
             for scan_dir in scans:
-                progress.update(task, description=f"{NAME} {scan_dir.name}")
+                progress.reset(depths, total=None, description=f"{scan_dir.name}: depth read")
                 counts["scans"] += 1
                 try:
-                    scan = _first_pass(scan_dir, settings)
+                    scan = _first_pass(scan_dir, settings, lambda: progress.advance(depths))
                 except GeometryError as exc:
                     counts["scans_failed"] += 1
                     failures.append(f"{scan_dir.name}\t\tunreadable_scan\t{_clean(str(exc))}\n")

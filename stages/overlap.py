@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,7 +46,7 @@ from vcat.geometry.overlap import (
     views_overlap,
     write_atomic,
 )
-from vcat.geometry.scenes import SceneSource, find_scenes
+from vcat.geometry.scenes import SceneSource, ViewWithDepth, find_scenes
 from vcat.parts import (
     MergeOption,
     PartsError,
@@ -129,13 +129,22 @@ def _scene_file(folder: Path, scene: str) -> Path:
     return folder / f"{scene}.npz"
 
 
-def _compute(scene: SceneSource, settings: Mapping[str, Any]) -> bytes:
+def _compute(
+    scene: SceneSource, settings: Mapping[str, Any], step: Callable[[], None] = lambda: None
+) -> bytes:
+    """The scene's overlap file; ``step()`` after each view read and each view compared."""
     size = (int(settings.width), int(settings.height))
     depth_range = DepthRange(float(settings.min_depth), float(settings.max_depth))
     tolerance = Tolerance(
         float(settings.tolerance), float(settings.relative_tolerance), bool(settings.neighbourhood)
     )
-    names, matrix, valid = views_overlap(scene.views(), size, depth_range, tolerance)
+
+    def counted() -> Iterator[ViewWithDepth]:
+        for view in scene.views():
+            yield view
+            step()
+
+    names, matrix, valid = views_overlap(counted(), size, depth_range, tolerance, lambda _: step())
     return overlap_bytes(names, matrix, valid)
 
 
@@ -146,13 +155,17 @@ def _run_scenes(
     failures = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with stderr_bars(*columns, TimeRemainingColumn()) as progress:
-        task = progress.add_task("overlap", total=len(scenes))
+        task = progress.add_task("scenes", total=len(scenes))
+        # per scene: each view read, then each view compared with all (the total is known
+        # once the views are read)
+        views = progress.add_task("views", total=None)
         for scene in scenes:
             target = _scene_file(folder, scene.name)
             if not target.is_file():
-                progress.update(task, description=f"overlap {scene.name}")
+                progress.reset(views, total=None, description=f"{scene.name}: views")
                 try:
-                    write_atomic(target, _compute(scene, settings))
+                    data = _compute(scene, settings, lambda: progress.advance(views))
+                    write_atomic(target, data)
                 except GeometryError as exc:
                     failures.append(Failure(scene.name, "unreadable_scene", str(exc)))
             progress.advance(task)

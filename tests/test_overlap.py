@@ -397,11 +397,11 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(
     computed = []
     real = stage._compute
 
-    def stop_after_two(scene, settings):
+    def stop_after_two(scene, settings, step):
         if len(computed) == 2:
             raise KeyboardInterrupt
         computed.append(scene.name)
-        return real(scene, settings)
+        return real(scene, settings, step)
 
     monkeypatch.setattr(stage, "_compute", stop_after_two)
     output = tmp_path / "out"
