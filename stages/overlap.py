@@ -285,6 +285,7 @@ def main(
         names, failures = _merge(output, merge, signature, overwrite)
         if names != [scene.name for scene in scenes]:
             raise PartsError(f"{output}: the parts do not cover the scenes of {input_root}")
+        _remove_others(output, scenes)
         folder = output
     else:
         folder = output if shard is None else part_folder(output, shard)
