@@ -285,6 +285,7 @@ def make_class(job: Job, cls: int, context: Any | None = None) -> ClassOutcome:
     except Exception as error:  # a file that does not decode, whatever the decoder raises
         return ClassOutcome(cls, failure=("unreadable", _one_line(error)))
     original = np.asarray(picture)
+    original.setflags(write=False)  # every copy starts from the same pixels
     resized = picture.resize((recipe.size, recipe.size), Image.Resampling.BICUBIC)
     record = _record(cls, 0, source.name, attempt=0, transforms=[], retries=[])
     outcome = ClassOutcome(cls, [(f"{cls}_0", {"jpg": _encode(resized, recipe), "json": record})])
