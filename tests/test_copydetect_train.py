@@ -427,3 +427,20 @@ def test_command_line(sources: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "does not exist" in result.output
     help_text = runner.invoke(app, ["stage", "copydetect-train", "--help"])
     assert help_text.exit_code == 0 and "DISC21-style" in help_text.output
+
+
+def test_ground_truth_reader_takes_distractors_and_names_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "ground_truth.csv"
+    path.write_text("query_id,reference_id\nQ00000,R000012\nQ00001,\n")
+    assert groundtruth.read(path) == [("Q00000", "R000012"), ("Q00001", None)]
+    assert groundtruth.dumps(groundtruth.read(path)) == path.read_text()
+    bad = {
+        "query,reference\nQ0,R0\n": r"ground_truth\.csv:1: the header must be query_id,",
+        "query_id,reference_id\nQ0,R0\nQ0,R1\n": r"ground_truth\.csv:3: query 'Q0' has a row",
+        "query_id,reference_id\nQ0,R0,x\n": r"ground_truth\.csv:2: expected 2 fields",
+        "": r"ground_truth\.csv:1: the file is empty",
+    }
+    for text, message in bad.items():
+        path.write_text(text)
+        with pytest.raises(groundtruth.GroundTruthError, match=message):
+            groundtruth.read(path)
