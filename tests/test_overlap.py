@@ -324,13 +324,24 @@ def test_scene_info_rows_without_paths_are_skipped_and_pickled_files_refused(
         pickled,
         image_paths=np.array([paths[0], None], dtype=object),
         depth_paths=np.array(["x", None], dtype=object),
-        intrinsics=np.stack([np.eye(3)] * 2),
-        poses=np.stack([np.eye(4)] * 2),
+        intrinsics=np.array([np.eye(3), None], dtype=object),  # as D2-Net writes them
+        poses=np.array([np.eye(4), None], dtype=object),
     )
     with pytest.raises(GeometryError, match=r"need pickle to load; set overlap\.allow_pickle"):
         megadepth.read_scene_info(pickled, tmp_path)
     trusted = megadepth.read_scene_info(pickled, tmp_path, allow_pickle=True)
     assert [image.image_path for image in trusted] == [paths[0]]
+    np.testing.assert_array_equal(trusted[0].K, np.eye(3))
+    broken = tmp_path / "scene_info" / "s3.npz"
+    np.savez(
+        broken,
+        image_paths=np.array(paths),
+        depth_paths=np.array(paths),
+        intrinsics=np.stack([np.eye(3), np.full((3, 3), np.nan)]),
+        poses=np.stack([np.eye(4)] * 2),
+    )
+    with pytest.raises(GeometryError, match=r"intrinsics\[1\] is not a finite 3x3 matrix"):
+        megadepth.read_scene_info(broken, tmp_path)
 
 
 # --- the stage ----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """MegaDepth's ``scene_info/<scene>.npz`` (D2-Net's preprocessing) as glue-factory reads it.
 
 A scene file holds, one row per image: ``image_paths`` (relative to the dataset root, or None
-for an image without a usable reconstruction), ``depth_paths`` (None likewise),
-``intrinsics`` (N, 3, 3) and ``poses`` (N, 4, 4, world to camera), in COLMAP's conventions,
-which are :mod:`vcat.geometry`'s. The depth of an image is read where glue-factory reads it:
+for an image without a usable reconstruction), ``depth_paths`` (None likewise), and per image
+``intrinsics`` (3x3) and ``poses`` (4x4, world to camera) in COLMAP's conventions, which are
+:mod:`vcat.geometry`'s: stacked arrays, or in the original files object arrays whose rows are
+None where the image is not used. The depth of an image is read where glue-factory reads it:
 ``<root>/depth_undistorted/<scene>/<image stem>.h5``, dataset ``depth`` (the ``depth_paths``
 of the original release point into the MegaDepth_v1 tree instead). An image is used when both
 its paths are given; the views keep the file's order.
@@ -48,6 +49,23 @@ def _present(value: object) -> bool:
     return value is not None and str(value) not in ("", "None")
 
 
+def _matrix(
+    path: Path, row: int, key: str, value: object, shape: tuple[int, int]
+) -> NDArray[np.float64]:
+    """Row ``row`` of ``key`` as a new float64 matrix of ``shape`` (the original files hold
+    one object per row, the demo's a stacked array)."""
+    try:
+        matrix = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = None
+    if matrix is None or matrix.shape != shape or not np.isfinite(matrix).all():
+        raise GeometryError(
+            f"{path}: {key}[{row}] is not a finite {shape[0]}x{shape[1]} matrix; the image has "
+            "paths, so it needs a camera"
+        )
+    return matrix
+
+
 def read_scene_info(
     path: Path, root: Path, *, allow_pickle: bool = False, depth_folder: str = DEPTH_FOLDER
 ) -> list[SceneImage]:
@@ -72,15 +90,14 @@ def read_scene_info(
             raise
         raise GeometryError(f"{path}: not a readable .npz ({exc})") from None
     count = len(arrays["image_paths"])
-    shapes = {
-        "depth_paths": (count,),
-        "intrinsics": (count, 3, 3),
-        "poses": (count, 4, 4),
-    }
-    for key, shape in shapes.items():
-        if arrays[key].shape != shape:
+    if arrays["depth_paths"].shape != (count,):
+        raise GeometryError(
+            f"{path}: depth_paths has shape {arrays['depth_paths'].shape}, expected ({count},)"
+        )
+    for key in ("intrinsics", "poses"):
+        if len(arrays[key]) != count:
             raise GeometryError(
-                f"{path}: {key} has shape {arrays[key].shape}, expected {shape} for {count} images"
+                f"{path}: {key} has {len(arrays[key])} rows, expected {count} (one per image)"
             )
     images = []
     for k in range(count):
@@ -91,10 +108,8 @@ def read_scene_info(
         pure = PurePosixPath(image_path)
         if pure.is_absolute() or ".." in pure.parts:
             raise GeometryError(f"{path}: image path {image_path!r} is not inside the root")
-        K = np.array(arrays["intrinsics"][k], dtype=np.float64)
-        pose = np.array(arrays["poses"][k], dtype=np.float64)
-        if not (np.isfinite(K).all() and np.isfinite(pose).all()):
-            raise GeometryError(f"{path}: image {k} ({image_path}) has a camera that is not finite")
+        K = _matrix(path, k, "intrinsics", arrays["intrinsics"][k], (3, 3))
+        pose = _matrix(path, k, "poses", arrays["poses"][k], (4, 4))
         depth_file = root / depth_folder / scene / f"{pure.stem}.h5"
         images.append(SceneImage(image_path, depth_file, K, pose))
     names = [image.image_path for image in images]
