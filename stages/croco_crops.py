@@ -314,7 +314,6 @@ class _Run:
         self.layout = layout
         self.settings = settings
         self.recorded = _recorded_failures(folder)
-        self.complete = (folder / INDEX_NAME).is_file()
         self.records: list[str] = []  # failures of this folder, in index order
         self.journal: Any = None
         self.replaying = True
@@ -325,6 +324,8 @@ class _Run:
         """The work still to do, as tasks; pairs sealed by an earlier run are replayed into
         ``writer`` (without being made) and their failures kept, on the way."""
         resumed = writer.resumed_samples
+        # the writer keeps index.json only when every shard it names is there, whole
+        complete = (self.folder / INDEX_NAME).is_file()
         sealed = 0
         capacity = int(self.settings.cache_images)
         size = task_size(counts.in_run, int(self.settings.task_pairs))
@@ -334,7 +335,7 @@ class _Run:
             for header in run:
                 left = []
                 for crop in header.crops:
-                    if self.replaying and (sealed < resumed or self.complete):
+                    if self.replaying and (sealed < resumed or complete):
                         if crop.index in self.recorded:
                             self._keep(self.recorded[crop.index], counts)
                         else:

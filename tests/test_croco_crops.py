@@ -474,6 +474,19 @@ def test_a_second_run_changes_no_byte(world: tuple[Path, Path], tmp_path: Path) 
     assert {path: path.stat().st_mtime_ns for path in output.rglob("*")} == stamps
 
 
+def test_a_shard_lost_from_a_finished_output_is_made_again(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    crops, root = world
+    (root / "0101/images/3.jpg").unlink()
+    settings = conf(max_failed_fraction=1.0)
+    clean = main(settings, crops, root, tmp_path / "clean")
+    output = main(settings, crops, root, tmp_path / "out")
+    (output / "shard-000001.tar").unlink()
+    main(settings, crops, root, output)
+    assert folder_bytes(output) == folder_bytes(clean)
+
+
 def test_a_folder_of_other_files_is_refused_not_emptied(
     world: tuple[Path, Path], tmp_path: Path
 ) -> None:
