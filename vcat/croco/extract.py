@@ -126,6 +126,8 @@ def decode_rgb(path: Path, *, smallest_crop_side: int | None = None, imsize: int
         raise SourceProblem(ImageFailure.NOT_AN_IMAGE, "not an image Pillow reads") from None
     except Image.DecompressionBombError as exc:
         raise SourceProblem(ImageFailure.BOMB, str(exc)) from None
+    except MemoryError:
+        raise SourceProblem(ImageFailure.BOMB, "decoding it ran out of memory") from None
     except PermissionError as exc:
         raise SourceProblem(ImageFailure.UNREADABLE, exc.strerror or str(exc)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
