@@ -27,7 +27,7 @@ from stages.copydetect_train import default_conf, main
 from vcat.cli import app
 from vcat.copydetect import groundtruth, pool
 from vcat.copydetect.generate import GenerateError, TooManyFailed
-from vcat.copydetect.overlays import AssetError
+from vcat.copydetect.overlays import TEXT_CHARACTERS, AssetError, Face
 from vcat.copydetect.seeds import copy_rng
 from vcat.parts import PartsError, ShardSpec
 from vcat.shards import ShardReader, unpack_shards
@@ -195,6 +195,14 @@ def test_font_and_emoji_folders(sources: Path, tmp_path: Path) -> None:
     with_assets = main(settings, sources, tmp_path / "a", fonts=fonts, emoji=emoji.parent)
     built_in = main(settings, sources, tmp_path / "b")
     assert digests(with_assets)["shard-000001.tar"] != digests(built_in)["shard-000001.tar"]
+    # text is drawn only from the characters a font has glyphs for (AugLy's pickled lists
+    # are not loaded; the glyphs are looked at)
+    dejavu = Face(str(fonts / "DejaVuSans.ttf"))
+    assert dejavu.characters() == TEXT_CHARACTERS
+    symbols = Face(str(Path(matplotlib.get_data_path()) / "fonts/ttf/STIXSizFiveSymReg.ttf"))
+    drawable = symbols.characters()
+    assert 0 < len(drawable) < 10 and set(drawable) <= set(TEXT_CHARACTERS)
+    assert symbols.characters("abc") == drawable  # no letters: what it has
     (tmp_path / "empty").mkdir()
     with pytest.raises(AssetError, match=r"empty: the font folder holds no \.ttf/\.otf file"):
         main(settings, sources, tmp_path / "c", fonts=tmp_path / "empty")

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 FONT_SUFFIXES = (".ttf", ".otf")
 EMOJI_SUFFIXES = (".png",)
 TEXT_CHARACTERS = string.ascii_letters + string.digits + string.punctuation
+LETTERS = string.ascii_letters
 SPRITE_SIZE = 128
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -66,6 +67,45 @@ def _emoji_file(path: str) -> Image.Image:
         return image.convert("RGBA")
 
 
+def _ink(font: Font, text: str) -> tuple[tuple[int, int], bytes]:
+    mask = font.getmask(text)
+    return mask.size, bytes(mask)
+
+
+@functools.lru_cache(maxsize=512)
+def _characters(path: str | None, alphabet: str) -> str:
+    """The characters of ``alphabet`` that the font draws as glyphs of their own: not its
+    "missing glyph" box, not blank. (AugLy keeps such a list in a pickle beside each font;
+    pickles from a download are never loaded here, so the list is measured.)"""
+    font = _builtin(32) if path is None else _truetype(path, 32)
+    missing = _ink(font, "\U0010fffd")
+    drawn = []
+    for character in alphabet:
+        ink = _ink(font, character)
+        if ink != missing and any(ink[1]):
+            drawn.append(character)
+    return "".join(drawn)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A font file (None: Pillow's built-in font) at any size, and what it can draw."""
+
+    path: str | None
+
+    def at(self, size: int) -> Font:
+        """The face at ``size`` pixels (at least 1)."""
+        size = max(1, int(size))
+        return _builtin(size) if self.path is None else _truetype(self.path, size)
+
+    def characters(self, alphabet: str = TEXT_CHARACTERS) -> str:
+        """The characters of ``alphabet`` the face has glyphs for, else those of
+        TEXT_CHARACTERS it has, else ``alphabet`` (a font that draws none of them)."""
+        return (
+            _characters(self.path, alphabet) or _characters(self.path, TEXT_CHARACTERS) or alphabet
+        )
+
+
 @dataclass(frozen=True)
 class Assets:
     """The fonts and emoji files to draw with (empty: the built-in ones)."""
@@ -73,12 +113,11 @@ class Assets:
     fonts: tuple[Path, ...] = ()
     emoji: tuple[Path, ...] = ()
 
-    def font(self, rng: np.random.Generator, size: int) -> Font:
-        """A font of ``size`` pixels (at least 1), chosen by ``rng`` among the fonts."""
-        size = max(1, int(size))
+    def face(self, rng: np.random.Generator) -> Face:
+        """A font face chosen by ``rng`` among the fonts (the built-in one without fonts)."""
         if not self.fonts:
-            return _builtin(size)
-        return _truetype(str(self.fonts[int(rng.integers(len(self.fonts)))]), size)
+            return Face(None)
+        return Face(str(self.fonts[int(rng.integers(len(self.fonts)))]))
 
     def sprite(self, rng: np.random.Generator) -> Image.Image:
         """An RGBA emoji, chosen by ``rng`` among the files or drawn."""
@@ -87,11 +126,11 @@ class Assets:
         return _emoji_file(str(self.emoji[int(rng.integers(len(self.emoji)))]))
 
 
-def random_text(rng: np.random.Generator, low: int, high: int) -> str:
-    """``low``..``high`` characters drawn from letters, digits and punctuation."""
+def random_text(rng: np.random.Generator, low: int, high: int, alphabet: str) -> str:
+    """``low``..``high`` characters drawn from ``alphabet``."""
     length = int(rng.integers(low, high + 1))
-    picks = rng.integers(len(TEXT_CHARACTERS), size=length)
-    return "".join(TEXT_CHARACTERS[int(i)] for i in picks)
+    picks = rng.integers(len(alphabet), size=length)
+    return "".join(alphabet[int(i)] for i in picks)
 
 
 def random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -147,14 +186,11 @@ def text_size(font: Font, text: str) -> tuple[int, int]:
     return max(0, int(right)), max(0, int(bottom))
 
 
-def fitting_font(
-    assets: Assets, rng: np.random.Generator, text: str, width: int, height: int
-) -> Font:
-    """The largest font (chosen by ``rng``) in which ``text`` fits ``width`` x ``height``."""
-    choice = int(rng.integers(2**32))
+def fitting_font(face: Face, text: str, width: int, height: int) -> Font:
+    """``face`` at the largest size at which ``text`` fits ``width`` x ``height``."""
     size = max(1, height)
     for _ in range(32):
-        font = assets.font(np.random.default_rng(choice), size)
+        font = face.at(size)
         text_width, text_height = text_size(font, text)
         if (text_width <= width and text_height <= height) or size == 1:
             return font

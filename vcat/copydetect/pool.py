@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 from vcat.copydetect.names import GUIDE_POOL
 from vcat.copydetect.overlays import (
+    LETTERS,
     Assets,
     fitting_font,
     random_colour,
@@ -322,13 +323,14 @@ def stack(image: RGB, rng: np.random.Generator, context: Context) -> RGB:
 def text(image: RGB, rng: np.random.Generator, context: Context) -> RGB:
     """0-20 random characters of a random font, colour and opacity, the font size 0-100% of
     the shorter side, starting in the top-left quarter."""
-    words = random_text(rng, 0, 20)
+    face = context.assets.face(rng)
+    words = random_text(rng, 0, 20, face.characters())
     colour = random_colour(rng)
     opacity = float(rng.uniform(0.0, 1.0))
     share = float(rng.uniform(0.0, 1.0))
     x, y = (float(v) for v in rng.uniform(0.0, 0.5, size=2))
     height, width = image.shape[:2]
-    font = context.assets.font(rng, int(min(height, width) * share))
+    font = face.at(int(min(height, width) * share))
     layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     ImageDraw.Draw(layer).text((x * width, y * height), words, font=font, fill=(*colour, 255))
     return _paste(Image.fromarray(image), layer, (0, 0), opacity)
@@ -338,8 +340,8 @@ def text(image: RGB, rng: np.random.Generator, context: Context) -> RGB:
 def meme(image: RGB, rng: np.random.Generator, context: Context) -> RGB:
     """A caption band of 100-300 px in a random colour above the image, holding 1-10 random
     letters as large as fit, centred, of a random colour and opacity; then resized square."""
-    words = random_text(rng, 1, 10).translate(str.maketrans("", "", "0123456789"))
-    words = words or "LOL"
+    face = context.assets.face(rng)
+    words = random_text(rng, 1, 10, face.characters(LETTERS))
     opacity = float(rng.uniform(0.0, 1.0))
     colour = random_colour(rng)
     band = int(rng.integers(100, 301))
@@ -347,7 +349,7 @@ def meme(image: RGB, rng: np.random.Generator, context: Context) -> RGB:
     height, width = image.shape[:2]
     canvas = Image.new("RGB", (width, height + band), background)
     canvas.paste(Image.fromarray(image), (0, band))
-    font = fitting_font(context.assets, rng, words, max(width - 10, 1), band - 10)
+    font = fitting_font(face, words, max(width - 10, 1), band - 10)
     left, top, right, bottom = font.getbbox(words)
     layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     origin = ((width - (right - left)) / 2 - left, (band - (bottom - top)) / 2 - top)
