@@ -1,6 +1,6 @@
 """The croco-crops stage against CroCo's own way of cutting pairs, measured in one run.
 
-    python bench/crops.py [--quick] [--jobs 1 2] [--sides 224 512] [--reduced]
+    python bench/crops.py [--quick] [--jobs 1 2] [--sides 224 512] [--reduced] [--repeat N]
 
 Creates, in a temporary folder, a MegaDepth-like tree of 1600 x 1200 JPEG photos (scikit-image's
 photos, cropped, resized and given seeded noise so that no two files are alike; 8 scenes of 30,
@@ -18,8 +18,10 @@ turned now and then. Then, for each number of processes in --jobs, times:
 
 and checks that every pair's two JPEGs are byte-identical in both. It prints pairs/s, the ratio,
 the scaling from the first to the last --jobs, and the reuse factor: crops cut per image decoded
-by each (the list's own bound, crops per distinct image, is printed too). --reduced adds a run
-with ``reduced_decode`` and how much its pixels differ from CroCo's.
+by each (the list's own bound, crops per distinct image, is printed too). Each rate is the best
+of --repeat runs, reference and stage taking turns, since other load on a shared machine comes
+and goes. --reduced adds a run with ``reduced_decode`` and how much its pixels differ from
+CroCo's.
 """
 
 from __future__ import annotations
@@ -228,6 +230,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sides", type=int, nargs=2, default=[224, 512], metavar=("MIN", "MAX"))
     parser.add_argument("--reduced", action="store_true", help="also time reduced_decode")
+    parser.add_argument("--repeat", type=int, default=1, help="best of N runs of each")
     args = parser.parse_args()
     scenes, per_scene = (4, 15) if args.quick else (8, 30)
     with tempfile.TemporaryDirectory(prefix="bench-crops-") as folder:
@@ -243,20 +246,33 @@ def main() -> None:
         )
         print(f"list: {2 * pairs / len(names):.1f} crops per distinct image (the bound)")
         rates: dict[str, dict[int, float]] = {"reference": {}, "stage": {}}
+        cpu: dict[str, float] = {}
         reuse = 0.0
         for jobs in args.jobs:
-            reference = work / f"reference-{jobs}"
-            seconds, reference_cpu = timed(run_reference, crops, work / "root", reference, jobs)
-            rates["reference"][jobs] = pairs / seconds
-            metrics = work / f"metrics-{jobs}.json"
-            output = work / f"stage-{jobs}"
-            conf = {"jobs": jobs}
-            seconds, stage_cpu = timed(
-                run_stage, conf, crops, work / "root", output, metrics=metrics
-            )
-            rates["stage"][jobs] = pairs / seconds
-            reuse = json.loads(metrics.read_text())["reuse_factor"]
-            checked = same_bytes(output, reference)
+            for attempt in range(args.repeat):  # best of, taking turns: load comes and goes
+                reference = work / f"reference-{jobs}"
+                seconds, reference_cpu = timed(run_reference, crops, work / "root", reference, jobs)
+                reference_rate = pairs / seconds
+                rates["reference"][jobs] = max(rates["reference"].get(jobs, 0.0), reference_rate)
+                output = work / f"stage-{jobs}"
+                shutil.rmtree(output, ignore_errors=True)
+                metrics = work / f"metrics-{jobs}.json"
+                seconds, stage_cpu = timed(
+                    run_stage, {"jobs": jobs}, crops, work / "root", output, metrics=metrics
+                )
+                stage_rate = pairs / seconds
+                rates["stage"][jobs] = max(rates["stage"].get(jobs, 0.0), stage_rate)
+                if jobs == 1:
+                    cpu["reference"] = min(cpu.get("reference", math.inf), reference_cpu)
+                    cpu["stage"] = min(cpu.get("stage", math.inf), stage_cpu)
+                reuse = json.loads(metrics.read_text())["reuse_factor"]
+                checked = same_bytes(output, reference)
+                shutil.rmtree(reference)
+                print(
+                    f"  jobs {jobs}, run {attempt + 1}: reference {reference_rate:.1f} pairs/s, "
+                    f"stage {stage_rate:.1f} pairs/s, {checked} pairs byte-identical",
+                    file=sys.stderr,
+                )
             print(
                 f"jobs {jobs}: reference {rates['reference'][jobs]:6.1f} pairs/s, stage "
                 f"{rates['stage'][jobs]:6.1f} pairs/s, ratio "
@@ -265,11 +281,10 @@ def main() -> None:
             )
             if jobs == 1:
                 print(
-                    f"jobs 1, CPU time: reference {1000 * reference_cpu / pairs:.1f} ms/pair, "
-                    f"stage {1000 * stage_cpu / pairs:.1f} ms/pair, ratio "
-                    f"{reference_cpu / stage_cpu:.2f}x"
+                    f"jobs 1, CPU time: reference {1000 * cpu['reference'] / pairs:.1f} ms/pair, "
+                    f"stage {1000 * cpu['stage'] / pairs:.1f} ms/pair, ratio "
+                    f"{cpu['reference'] / cpu['stage']:.2f}x"
                 )
-            shutil.rmtree(reference)
         print(f"crops per decoded image: reference {pairs / headers:.1f}, stage {reuse:.1f}")
         low, high = args.jobs[0], args.jobs[-1]
         if high != low:
