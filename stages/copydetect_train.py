@@ -46,7 +46,7 @@ default_conf: dict[str, Any] = {
     "mix_offset": 9,  # ... starting with the tenth (the guide's names ending in 9)
     **COMMON_CONF,
 }
-pipeline_keys = ("entry",)  # params keys only dvc.yaml reads (whose references to use)
+pipeline_keys = ("entries",)  # params keys only dvc.yaml reads (whose references to use)
 
 
 def main(

@@ -88,7 +88,7 @@ default_conf: dict[str, Any] = {
     "shard_max_bytes": 1 << 30,
 }
 # params.yaml keys that only dvc.yaml reads: which crop list and which image tree
-pipeline_keys = ("entry", "dataset", "images")
+pipeline_keys = ("lists",)
 
 FAILURES_NAME = "failures.tsv"
 FAILURES_HEADER = "index\tline\timage\tfailure\tmessage\n"

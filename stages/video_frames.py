@@ -109,7 +109,7 @@ default_conf: dict[str, Any] = {
     "shard_max_bytes": 1 << 30,
     "max_failed_fraction": 0.0,  # of the videos; more fails the stage (exit 1)
 }
-pipeline_keys = ("entry",)
+pipeline_keys = ("entries",)
 
 RUN_NAME = ".run.json"  # what the folder's shards were made from
 JOURNAL_NAME = f".{RECORDS_NAME}.partial"  # the records of a run in progress

@@ -415,7 +415,7 @@ def test_settings_that_cannot_work(sources: Path, tmp_path: Path) -> None:
 def test_command_line(sources: Path, tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text(
-        "copydetect-train:\n  entry: demo-copydetect\n  select_every: 4\n  mix_every: 4\n"
+        "copydetect-train:\n  entries: [demo-copydetect]\n  select_every: 4\n  mix_every: 4\n"
         "  mix_offset: 1\n  copies: 1\n  transforms: [hflip, vflip]\n  k_min: 1\n  k_max: 2\n"
         "  jobs: 1\n"
     )

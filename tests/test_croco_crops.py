@@ -653,7 +653,7 @@ def test_failures_journal_cut_by_a_kill_is_recovered(
 def test_the_command_exits_0_1_and_2(world: tuple[Path, Path], tmp_path: Path) -> None:
     crops, root = world
     params = tmp_path / "params.yaml"
-    params.write_text("croco-crops:\n  entry: demo-croco-crops\n  imsize: 32\n  jobs: 2\n")
+    params.write_text("croco-crops:\n  lists: {}\n  imsize: 32\n  jobs: 2\n")
     runner = CliRunner()
     stage = ["stage", "croco-crops", str(crops), str(root)]
     done = runner.invoke(app, [*stage, str(tmp_path / "out"), "--params", str(params)])
