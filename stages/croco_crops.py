@@ -27,6 +27,8 @@ the run is sharded.
   OUTPUT; ``--merge N`` combines the N parts into OUTPUT, byte-identical to a single run. The
   parts stay until removed.
 - A stopped run resumes where its last sealed shard ended; a finished output is only checked.
+  An output is made afresh when the list, a setting that changes the pairs, or the size of
+  any source image changed (sizes, not times: a checkout or copy of the same files keeps them).
 """
 
 from __future__ import annotations
@@ -199,7 +201,21 @@ def _file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _signature(crops: Path, settings: Any, total: int) -> dict[str, Any]:
+def _sizes_md5(root: Path, images: set[str]) -> str:
+    """A digest of the size of every image (-1: cannot be read): a replaced image almost always
+    changes size, and sizes, unlike times, survive copies and checkouts of the same files."""
+    digest = hashlib.md5()
+    base = os.fspath(root)
+    for name in sorted(images):
+        try:
+            size = os.stat(os.path.join(base, name)).st_size
+        except OSError:
+            size = -1
+        digest.update(f"{name}\t{size}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _signature(crops: Path, settings: Any, total: int, sizes: str) -> dict[str, Any]:
     keys = (
         "imsize",
         "max_subdir_levels",
@@ -211,6 +227,7 @@ def _signature(crops: Path, settings: Any, total: int) -> dict[str, Any]:
     )
     return {
         "crops_md5": _file_md5(crops),
+        "image_sizes_md5": sizes,
         "pairs": total,
         "exclude_scenes": sorted(settings.exclude_scenes),
         **{key: settings[key] for key in keys},
@@ -502,12 +519,13 @@ def main(
         raise StageError("--shard and --merge do not go together: merge once all parts are made")
     if tree is not None and shard is not None:
         raise StageError("--tree needs the whole output: give it with --merge or a single run")
-    summary = summarize(crops)
+    images: set[str] = set()
+    summary = summarize(crops, images)
     layout = StemLayout.for_total(
         summary.crops, int(settings.max_subdir_levels), int(settings.ideal_number_pairs_in_dir)
     )
     exclusion = Exclusion(frozenset(settings.exclude_scenes), int(settings.scene_path_component))
-    signature = _signature(crops, settings, summary.crops)
+    signature = _signature(crops, settings, summary.crops, _sizes_md5(root, images))
     if merge is not None:
         counts = Counts(summary.crops, summary.crops)
         _merge(crops, output, merge, settings, signature, exclusion, counts, overwrite)

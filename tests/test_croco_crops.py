@@ -487,6 +487,18 @@ def test_a_shard_lost_from_a_finished_output_is_made_again(
     assert folder_bytes(output) == folder_bytes(clean)
 
 
+def test_a_replaced_source_image_makes_the_output_again(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    crops, root = world
+    output = main(conf(), crops, root, tmp_path / "out")
+    before = folder_bytes(output)
+    photo(77).save(root / "0101/images/1.jpg", quality=80)  # another photo, another size
+    main(conf(), crops, root, output)
+    assert folder_bytes(output) != before
+    assert folder_bytes(output) == folder_bytes(main(conf(), crops, root, tmp_path / "clean"))
+
+
 def test_a_folder_of_other_files_is_refused_not_emptied(
     world: tuple[Path, Path], tmp_path: Path
 ) -> None:

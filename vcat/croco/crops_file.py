@@ -174,10 +174,14 @@ def read_headers(path: Path) -> Iterator[PairHeader]:
         yield PairHeader(*header, tuple(crops))
 
 
-def summarize(path: Path) -> CropsSummary:
-    """Check the whole crop list ``path`` and count its pair headers and crop lines."""
+def summarize(path: Path, images: set[str] | None = None) -> CropsSummary:
+    """Check the whole crop list ``path`` and count its pair headers and crop lines; the
+    paths of the images its crops need are added to ``images`` when given."""
     headers = crops = 0
     for header in read_headers(path):
         headers += 1
         crops += len(header.crops)
+        if images is not None and header.crops:
+            images.add(header.image1)
+            images.add(header.image2)
     return CropsSummary(headers, crops)
