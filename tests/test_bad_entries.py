@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 from vcat.catalog.yaml_source import MAX_EXPANDED_VALUES, LineMap, parse_yaml
 from vcat.cli import app
 from vcat.problems import CatalogError
+from vcat.stage import stage_names
 
 SHIPPED_CATALOG = Path(__file__).parents[1] / "catalog"
 #: Replaced by the temporary folder in entry texts (for the code-execution probe).
@@ -1151,7 +1152,7 @@ for _case in PROVENANCE_CASES.values():
     for _path, _text in list(_case.files.items()):
         _case.files[_path] = str(_text).replace("checksum: unpublished", f"checksum: {MD5}")
 
-STAGES = "registered: dataset-stats, flickr-images, flickr-memmap"
+STAGES = "registered: " + ", ".join(stage_names())
 STAGE_CASES: dict[str, Case] = {
     "prepare-unknown-stage": one(
         "catalog/datasets/later.yaml",
@@ -1159,13 +1160,13 @@ STAGE_CASES: dict[str, Case] = {
             source("data", "data.bin"),
             tail="""
             prepare:
-              - name: crops
-                stage: croco-crops
-                description: Crops that no stage makes yet.
+              - name: segmentations
+                stage: mesh-segmentation
+                description: Segmentation maps that no stage makes yet.
             """,
         ),
         15,
-        f"stage 'croco-crops' is not a registered stage ({STAGES}); describe work that "
+        f"stage 'mesh-segmentation' is not a registered stage ({STAGES}); describe work that "
         "no stage does yet in 'notes'",
     ),
     "prepare-misspelt-stage": one(
@@ -1179,8 +1180,7 @@ STAGE_CASES: dict[str, Case] = {
             """,
         ),
         15,
-        "stage 'dataset-stat' is not a registered stage (registered: dataset-stats, "
-        "flickr-images, flickr-memmap); did you mean 'dataset-stats'?",
+        f"stage 'dataset-stat' is not a registered stage ({STAGES}); did you mean 'dataset-stats'?",
     ),
     "model-produced-by-unknown-stage": one(
         "catalog/models/trained.yaml",

@@ -252,7 +252,7 @@ UNKNOWN_STAGE = (
         "  - name: a\n    url: https://example.org/later\n    filename: a.bin\n"
         "    checksum: unpublished\n",
     )
-    + "prepare:\n  - name: crops\n    stage: croco-crops\n"
+    + "prepare:\n  - name: segmentations\n    stage: mesh-segmentation\n"
 )
 
 
@@ -260,7 +260,7 @@ UNKNOWN_STAGE = (
     ("name", "text", "line", "message"),
     [
         ("clash", TWO_WRITERS, 12, "source 'b' writes 'data.bin', as source 'a' (line 6) does"),
-        ("later", UNKNOWN_STAGE, 12, "stage 'croco-crops' is not a registered stage"),
+        ("later", UNKNOWN_STAGE, 12, "stage 'mesh-segmentation' is not a registered stage"),
     ],
     ids=["two-sources-one-file", "unknown-stage"],
 )
