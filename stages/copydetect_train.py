@@ -23,20 +23,17 @@ from typing import Annotated, Any
 
 import typer
 
-from vcat.console import fail
-from vcat.copydetect.generate import GenerateError, Job, Source, TooManyFailed, every, list_images
+from vcat.copydetect.generate import GenerateError, Job, Source, every, list_images
 from vcat.copydetect.overlays import EMOJI_SUFFIXES, FONT_SUFFIXES, AssetError, Assets, asset_files
 from vcat.copydetect.runner import COMMON_CONF, recipe_of, run
-from vcat.parts import MergeOption, PartsError, ShardOption, ShardSpec, shard_spec
-from vcat.shards import ShardError
+from vcat.parts import MergeOption, ShardOption, ShardSpec
 from vcat.stage import (
     MetricsOption,
     OverwriteOption,
     ParamsOption,
-    StageError,
     merge_conf,
-    stage_conf,
 )
+from vcat.stage_cli import run_stage, shard_or_merge
 
 NAME = "copydetect-train"
 default_conf: dict[str, Any] = {
@@ -134,11 +131,12 @@ def command(
     params: ParamsOption = None,
 ) -> None:
     """Make a DISC21-style copy-detection training set (originals and augmented copies)."""
-    spec = None if shard is None else shard_spec(shard)
-    try:
-        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
-        main(conf, sources, output, overwrite, metrics, spec, merge, fonts, emoji)
-    except TooManyFailed as exc:
-        fail(str(exc), code=1)
-    except (StageError, GenerateError, AssetError, ShardError, PartsError) as exc:
-        fail(str(exc))
+    spec, merge = shard_or_merge(shard, merge)
+    run_stage(
+        NAME,
+        default_conf,
+        params,
+        lambda conf: main(conf, sources, output, overwrite, metrics, spec, merge, fonts, emoji),
+        pipeline_keys,
+        input_errors=(GenerateError, AssetError),
+    )

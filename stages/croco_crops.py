@@ -46,7 +46,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vcat.console import fail, stderr, stderr_bars
+from vcat.console import stderr, stderr_bars
 from vcat.croco.crops_file import CropsFormatError, PairHeader, read_headers, summarize
 from vcat.croco.extract import ExtractSettings, PairFailure, Task, planned_decodes
 from vcat.croco.layout import StemLayout
@@ -61,18 +61,17 @@ from vcat.parts import (
     finished_parts,
     merge_samples,
     part_folder,
-    shard_spec,
 )
-from vcat.shards import INDEX_NAME, ShardError, ShardWriter
+from vcat.shards import INDEX_NAME, ShardWriter
 from vcat.stage import (
     MetricsOption,
     OverwriteOption,
     ParamsOption,
     StageError,
     merge_conf,
-    stage_conf,
     write_json,
 )
+from vcat.stage_cli import StageFailed, run_stage, shard_or_merge
 
 NAME = "croco-crops"
 default_conf: dict[str, Any] = {
@@ -100,7 +99,7 @@ PART_NAME = "part.json"  # written last in a part: it is finished; what it decod
 PAIR_MEMBERS = ("1.jpg", "2.jpg")
 
 
-class TooManyFailed(StageError):
+class TooManyFailed(StageFailed):
     """More pairs failed than the stage allows."""
 
 
@@ -605,11 +604,12 @@ def command(
     params: ParamsOption = None,
 ) -> None:
     """Cut CroCo's pre-training pairs from a crops_release.txt into WebDataset shards."""
-    spec = None if shard is None else shard_spec(shard)
-    try:
-        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
-        main(conf, crops, root, output, overwrite, metrics, spec, merge, tree)
-    except TooManyFailed as exc:
-        fail(str(exc), code=1)
-    except (StageError, CropsFormatError, ShardError, PartsError, WorkerDied) as exc:
-        fail(str(exc))
+    spec, merge = shard_or_merge(shard, merge)
+    run_stage(
+        NAME,
+        default_conf,
+        params,
+        lambda conf: main(conf, crops, root, output, overwrite, metrics, spec, merge, tree),
+        pipeline_keys,
+        input_errors=(CropsFormatError, WorkerDied),
+    )

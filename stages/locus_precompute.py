@@ -53,7 +53,7 @@ from PIL import Image, UnidentifiedImageError
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from scipy import ndimage
 
-from vcat.console import fail, stderr, stderr_bars
+from vcat.console import stderr, stderr_bars
 from vcat.geometry import matterport
 from vcat.geometry.overlap import (
     DepthRange,
@@ -76,18 +76,17 @@ from vcat.parts import (
     merge_samples,
     part_folder,
     remove_parts,
-    shard_spec,
 )
-from vcat.shards import INDEX_NAME, ShardError, ShardWriter
+from vcat.shards import INDEX_NAME, ShardWriter
 from vcat.stage import (
     MetricsOption,
     OverwriteOption,
     ParamsOption,
     StageError,
     merge_conf,
-    stage_conf,
     write_json,
 )
+from vcat.stage_cli import StageFailed, run_stage, shard_or_merge
 
 NAME = "locus-precompute"
 default_conf: dict[str, Any] = {
@@ -118,7 +117,7 @@ _COUNTS = ("scans", "scans_failed", "images", "images_kept", "images_dropped")
 _COUNTS += ("images_unreadable", "pixels_filled")
 
 
-class TooManyFailed(StageError):
+class TooManyFailed(StageFailed):
     """More scans or images could not be read than the stage allows."""
 
 
@@ -449,13 +448,12 @@ def command(
     merge: MergeOption = None,
 ) -> None:
     """Matterport3D scans to LoCUS's 320x256 RGB, filled depth and overlaps, in shards."""
-    spec = None if shard is None else shard_spec(shard)
-    if merge is not None and spec is not None:
-        fail("give --shard or --merge, not both")
-    try:
-        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
-        main(conf, input_root, output, overwrite, metrics, spec, merge)
-    except TooManyFailed as exc:
-        fail(str(exc), code=1)
-    except (StageError, PartsError, GeometryError, ShardError) as exc:
-        fail(str(exc))
+    spec, merge = shard_or_merge(shard, merge)
+    run_stage(
+        NAME,
+        default_conf,
+        params,
+        lambda conf: main(conf, input_root, output, overwrite, metrics, spec, merge),
+        pipeline_keys,
+        input_errors=(GeometryError,),
+    )

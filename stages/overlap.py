@@ -35,7 +35,7 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-from vcat.console import fail, stderr, stderr_bars
+from vcat.console import stderr, stderr_bars
 from vcat.geometry.overlap import (
     FORMAT,
     DepthRange,
@@ -55,7 +55,6 @@ from vcat.parts import (
     finished_parts,
     part_folder,
     remove_parts,
-    shard_spec,
 )
 from vcat.stage import (
     MetricsOption,
@@ -63,9 +62,9 @@ from vcat.stage import (
     ParamsOption,
     StageError,
     merge_conf,
-    stage_conf,
     write_json,
 )
+from vcat.stage_cli import StageFailed, run_stage, shard_or_merge
 
 NAME = "overlap"
 default_conf: dict[str, Any] = {
@@ -92,7 +91,7 @@ PART_INDEX = "index.json"  # a part's record, written last (vcat.parts looks for
 BINS = (0.1, 0.7)  # VOP's and glue-factory's pair bins: min < overlap <= max
 
 
-class TooManyFailed(StageError):
+class TooManyFailed(StageFailed):
     """More scenes failed than the stage allows."""
 
 
@@ -349,13 +348,12 @@ def command(
     merge: MergeOption = None,
 ) -> None:
     """Per scene, the fraction of each image's pixels that every other image sees."""
-    spec = None if shard is None else shard_spec(shard)
-    if merge is not None and spec is not None:
-        fail("give --shard or --merge, not both")
-    try:
-        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
-        main(conf, input_root, output, overwrite, metrics, spec, merge)
-    except TooManyFailed as exc:
-        fail(str(exc), code=1)
-    except (StageError, PartsError, GeometryError) as exc:
-        fail(str(exc))
+    spec, merge = shard_or_merge(shard, merge)
+    run_stage(
+        NAME,
+        default_conf,
+        params,
+        lambda conf: main(conf, input_root, output, overwrite, metrics, spec, merge),
+        pipeline_keys,
+        input_errors=(GeometryError,),
+    )

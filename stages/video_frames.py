@@ -45,9 +45,10 @@ from typing import Annotated, Any
 import av
 import cv2
 import typer
+from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vcat.console import fail, stderr, stderr_bars
+from vcat.console import stderr, stderr_bars
 from vcat.parts import (
     MergeOption,
     PartsError,
@@ -57,7 +58,6 @@ from vcat.parts import (
     finished_parts,
     merge_samples,
     part_folder,
-    shard_spec,
 )
 from vcat.shards import ShardError, ShardWriter, check_member_name
 from vcat.stage import (
@@ -66,9 +66,9 @@ from vcat.stage import (
     ParamsOption,
     StageError,
     merge_conf,
-    stage_conf,
     write_json,
 )
+from vcat.stage_cli import StageFailed, run_stage, shard_or_merge
 from vcat.video.decode import (
     ExtractedVideo,
     FrameSettings,
@@ -119,7 +119,7 @@ class ListError(ValueError):
     """Input that cannot be used (a bad list line, clashing frame dirs); names file and line."""
 
 
-class TooManyFailed(StageError):
+class TooManyFailed(StageFailed):
     """More videos gave no frames than the stage allows."""
 
 
@@ -580,16 +580,12 @@ def command(
 ) -> None:
     """Decode videos once and keep the frames on an fps grid as JPEG in WebDataset shards,
     with the Kinetics-style video list and the plain frame list."""
-    spec = None if shard is None else shard_spec(shard)
-    if merge_count is not None and shard is not None:
-        fail("--shard and --merge are two steps: run each --shard I/N, then --merge N")
-    try:
-        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
+    spec, merge_count = shard_or_merge(shard, merge_count)
+
+    def work(conf: DictConfig) -> None:
         if merge_count is not None:
             merge(conf, source, output, merge_count, overwrite, metrics, root)
         else:
             main(conf, source, output, overwrite, metrics, root, spec)
-    except TooManyFailed as exc:
-        fail(str(exc), code=1)
-    except (StageError, ListError, ShardError, PartsError) as exc:
-        fail(str(exc))
+
+    run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(ListError,))

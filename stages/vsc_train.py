@@ -24,12 +24,10 @@ from typing import Annotated, Any
 
 import typer
 
-from vcat.console import fail
 from vcat.copydetect.generate import (
     GenerateError,
     Job,
     Source,
-    TooManyFailed,
     every,
     list_images,
     write_text,
@@ -44,16 +42,14 @@ from vcat.copydetect.vsc import (
     read_segments,
     video_ids,
 )
-from vcat.parts import MergeOption, PartsError, ShardOption, ShardSpec, shard_spec
-from vcat.shards import ShardError
+from vcat.parts import MergeOption, ShardOption, ShardSpec
 from vcat.stage import (
     MetricsOption,
     OverwriteOption,
     ParamsOption,
-    StageError,
     merge_conf,
-    stage_conf,
 )
+from vcat.stage_cli import run_stage, shard_or_merge
 from vcat.video.frames import VideoFrames
 
 NAME = "vsc-train"
@@ -203,10 +199,12 @@ def command(
     params: ParamsOption = None,
 ) -> None:
     """Make the VSC copy-detection training set: augmented middle frames and positive pairs."""
-    spec = None if shard is None else shard_spec(shard)
-    try:
-        conf = stage_conf(NAME, default_conf, params, pipeline_keys)
-        main(
+    spec, merge = shard_or_merge(shard, merge)
+    run_stage(
+        NAME,
+        default_conf,
+        params,
+        lambda conf: main(
             conf,
             references,
             ground_truth,
@@ -219,8 +217,7 @@ def command(
             others,
             fonts,
             emoji,
-        )
-    except TooManyFailed as exc:
-        fail(str(exc), code=1)
-    except (StageError, GenerateError, SegmentError, AssetError, ShardError, PartsError) as exc:
-        fail(str(exc))
+        ),
+        pipeline_keys,
+        input_errors=(GenerateError, SegmentError, AssetError),
+    )

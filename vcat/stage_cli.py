@@ -69,6 +69,14 @@ def sharding(shard: str | None, merge: int | None) -> ShardSpec | int:
     return merge if merge is not None else shard_spec(shard)
 
 
+def shard_or_merge(shard: str | None, merge: int | None) -> tuple[ShardSpec | None, int | None]:
+    """``--shard I/N`` as a spec (None when not given) and ``--merge N``; typer.BadParameter
+    when both are given (they are two steps: every shard first, then the merge)."""
+    if shard is not None and merge is not None:
+        raise typer.BadParameter("give either --shard I/N or --merge N, not both")
+    return (None if shard is None else shard_spec(shard)), merge
+
+
 def run_stage(
     name: str,
     default_conf: Mapping[str, Any],

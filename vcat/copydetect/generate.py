@@ -51,6 +51,7 @@ from vcat.copydetect import groundtruth
 from vcat.copydetect.names import GUIDE_POOL, USES_OTHER_IMAGES
 from vcat.copydetect.overlays import Assets
 from vcat.copydetect.seeds import copy_rng
+from vcat.stage_cli import StageFailed
 
 RUN_NAME = ".run.json"
 FAILURES_NAME = "failures.tsv"
@@ -65,7 +66,7 @@ class GenerateError(ValueError):
     """Settings or inputs that cannot make a training set; the message says what to fix."""
 
 
-class TooManyFailed(GenerateError):
+class TooManyFailed(StageFailed):
     """More classes failed than allowed."""
 
 
