@@ -12,7 +12,7 @@ START := $(shell date +%s)
 # $(call phase,what is happening now)
 phase = @printf '\n==> [%4ss] %s\n' "$$(( $$(date +%s) - $(START) ))" "$(1)"
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-slow lint install clean
 
 install: $(INSTALLED)
 
@@ -43,8 +43,12 @@ lint: $(INSTALLED)
 	ruff format --check .
 
 test: lint
-	$(call phase,tests (pytest))
-	pytest
+	$(call phase,tests (pytest; the slow ones are left to make test-slow))
+	pytest -m "not slow"
+
+test-slow: $(INSTALLED)
+	$(call phase,slow tests (pytest -m slow: the whole pipeline, releases, rebuilds))
+	pytest -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
