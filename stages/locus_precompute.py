@@ -77,6 +77,7 @@ from vcat.parts import (
     part_folder,
     remove_parts,
 )
+from vcat.regular import open_regular
 from vcat.shards import INDEX_NAME, ShardWriter
 from vcat.stage import (
     MetricsOption,
@@ -164,7 +165,7 @@ def fill_invalid(depth: NDArray[np.float32], invalid: NDArray[np.bool_]) -> NDAr
 
 def _image_size(path: Path) -> tuple[int, int]:
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as stream, Image.open(stream) as image:
             return image.size
     except FileNotFoundError:
         raise GeometryError(f"{path}: colour image missing") from None

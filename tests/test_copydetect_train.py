@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -276,6 +277,19 @@ def test_an_unreadable_source_is_listed_and_the_other_classes_keep_their_numbers
         "2_0",
         "3_0",
     ]
+
+
+def test_a_fifo_named_like_an_image_is_listed_not_skipped_or_waited_on(
+    sources: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "images"
+    shutil.copytree(sources, folder)
+    (folder / "T000002.jpg").unlink()
+    os.mkfifo(folder / "T000002.jpg")
+    output = main(conf(max_failed_fraction=0.25), folder, tmp_path / "out")
+    failures = (output / "failures.tsv").read_text().splitlines()
+    assert failures[1].startswith("1\tT000002.jpg\tunreadable\t")
+    assert "FIFO" in failures[1]
 
 
 # --- kill and resume -------------------------------------------------------------------------

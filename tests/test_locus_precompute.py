@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -204,3 +205,18 @@ def test_an_unreadable_scan_is_listed_and_fails_the_stage(tmp_path: Path) -> Non
     assert failures[1].startswith(f"bad\t\tunreadable_scan\t{conf_path}:4: a scan line needs")
     assert failures[2].startswith("good\tg1_i1_0.jpg\tunreadable\t")
     assert "not a readable PNG" in failures[2]
+
+
+def test_a_fifo_in_place_of_a_depth_image_is_listed_not_waited_on(tmp_path: Path) -> None:
+    root = tmp_path / "mp"
+    write_scan(root, "scan", room_cameras("f", 2), room_quads())
+    depth = root / "scan" / matterport.DEPTH_FOLDER / "f1_d1_0.png"
+    depth.unlink()
+    os.mkfifo(depth)
+    params = tmp_path / "params.yaml"
+    params.write_text("locus-precompute:\n  width: 80\n  height: 64\n")
+    result = run_cli(str(root), str(tmp_path / "out"), "--params", str(params))
+    assert result.exit_code == 1, result.output
+    failures = (tmp_path / "out" / "failures.tsv").read_text().splitlines()
+    assert failures[1].startswith("scan\tf1_i1_0.jpg\tunreadable\t")
+    assert str(depth) in failures[1] and "FIFO" in failures[1]

@@ -51,6 +51,7 @@ from vcat.copydetect import groundtruth
 from vcat.copydetect.names import GUIDE_POOL, USES_OTHER_IMAGES
 from vcat.copydetect.overlays import Assets
 from vcat.copydetect.seeds import copy_rng
+from vcat.regular import open_regular
 from vcat.stage_cli import StageFailed
 
 RUN_NAME = ".run.json"
@@ -94,7 +95,7 @@ class ImageFile:
     path: Path
 
     def load(self, draft: int | None = None) -> Image.Image:
-        with Image.open(self.path) as image:
+        with open_regular(self.path) as stream, Image.open(stream) as image:
             if draft is not None:
                 image.draft("RGB", (draft, draft))
             return image.convert("RGB")
@@ -110,7 +111,9 @@ def list_images(folder: Path) -> list[ImageFile]:
         raise GenerateError(f"{folder}: not a folder of images")
     files = []
     for path in folder.rglob("*"):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        # a FIFO or device named like an image is listed, then refused (never waited on) when
+        # it is opened, so it is counted as a failure instead of being skipped in silence
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir():
             files.append(ImageFile(path.relative_to(folder).as_posix(), path))
     return sorted(files, key=lambda image: image.name)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from vcat.regular import open_regular
+
 FONT_SUFFIXES = (".ttf", ".otf")
 EMOJI_SUFFIXES = (".png",)
 TEXT_CHARACTERS = string.ascii_letters + string.digits + string.punctuation
@@ -63,7 +65,7 @@ def _builtin(size: int) -> Font:
 
 @functools.lru_cache(maxsize=1024)
 def _emoji_file(path: str) -> Image.Image:
-    with Image.open(path) as image:
+    with open_regular(Path(path)) as stream, Image.open(stream) as image:
         return image.convert("RGBA")
 
 

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from vcat.geometry.overlap import GeometryError, View
+from vcat.regular import open_regular
 
 CAMERA_FOLDER = "undistorted_camera_parameters"
 DEPTH_FOLDER = "undistorted_depth_images"
@@ -161,7 +162,7 @@ def read_depth_png(path: Path) -> NDArray[np.float32]:
     """A Matterport depth image in metres (float32, value / 4000 as LoCUS computes it; 0
     where unknown)."""
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as stream, Image.open(stream) as image:
             pixels = np.asarray(image)
     except FileNotFoundError:
         raise GeometryError(f"{path}: depth image missing") from None
