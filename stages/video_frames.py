@@ -59,6 +59,7 @@ from vcat.parts import (
     merge_samples,
     part_folder,
 )
+from vcat.regular import read_regular_text
 from vcat.shards import ShardError, ShardWriter, check_member_name
 from vcat.stage import (
     MetricsOption,
@@ -175,7 +176,7 @@ def read_video_list(list_path: Path, root: Path, scheme: str) -> list[Video]:
     videos = []
     listed: dict[str, int] = {}
     try:
-        text = list_path.read_text(encoding="utf-8")
+        text = read_regular_text(list_path)
     except UnicodeDecodeError:
         raise ListError(f"{list_path}: not UTF-8 text; a list names one video per line") from None
     for number, line in enumerate(text.splitlines(), start=1):

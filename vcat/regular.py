@@ -82,6 +82,13 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
+def read_regular_text(path: Path, encoding: str = "utf-8") -> str:
+    """The text of the regular file ``path``; NotRegularFile (never a wait) for a FIFO or
+    device, UnicodeDecodeError for bytes that are not ``encoding``."""
+    with open_regular(path) as stream:
+        return stream.read().decode(encoding)
+
+
 def read_regular(path: Path, max_bytes: int) -> bytes:
     """The content of the regular file ``path``, reading at most ``max_bytes + 1`` bytes (so a
     caller sees that a file is larger than ``max_bytes`` without reading all of it)."""

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from vcat.regular import read_regular_text
+
 HEADER = ("query_id", "reference_id")
 
 
@@ -73,4 +75,4 @@ def loads(text: str, origin: str = "ground truth") -> list[tuple[str, str | None
 
 def read(path: Path) -> list[tuple[str, str | None]]:
     """The rows of the ground-truth file ``path`` (see :func:`loads`)."""
-    return loads(path.read_text(encoding="utf-8"), str(path))
+    return loads(read_regular_text(path), str(path))

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from vcat.regular import read_regular_text
 from vcat.shards import ShardReader
 from vcat.video.frames import VideoFrames, per_second
 from vcat.video.naming import FRAME_EXT, frame_key
@@ -53,7 +54,7 @@ def read_segments(path: Path) -> list[Segment]:
     """The rows of a VSC matching ground truth; SegmentError naming the line for a missing
     column, a time that is not a finite number, or a segment that ends before it starts."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_regular_text(path, "utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SegmentError(f"{path}: not UTF-8 text ({exc.reason})") from None
     reader = csv.DictReader(io.StringIO(text))

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vcat.geometry.overlap import GeometryError, View
+from vcat.regular import require_regular
 
 INFO_FOLDER = "scene_info"
 DEPTH_FOLDER = "depth_undistorted"
@@ -72,6 +73,7 @@ def read_scene_info(
     """The used images of the scene file ``path`` under the dataset ``root``, in file order."""
     scene = path.stem
     try:
+        require_regular(path)  # np.load would wait forever on a FIFO
         with np.load(path, allow_pickle=allow_pickle) as data:
             missing = [key for key in _KEYS if key not in data.files]
             if missing:
@@ -121,6 +123,7 @@ def read_scene_info(
 def read_depth_h5(path: Path) -> NDArray[np.float32]:
     """The ``depth`` dataset of a MegaDepth depth file, float32."""
     try:
+        require_regular(path)  # h5py would wait forever on a FIFO
         with h5py.File(path, "r") as h5:
             if "depth" not in h5:
                 raise GeometryError(f"{path}: has no dataset 'depth'")
