@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from vcat.copydetect.generate import GenerateError, Job, Source, every, list_images
+from vcat.copydetect.options import EmojiOption, FontsOption
 from vcat.copydetect.overlays import EMOJI_SUFFIXES, FONT_SUFFIXES, AssetError, Assets, asset_files
 from vcat.copydetect.runner import COMMON_CONF, recipe_of, run
 from vcat.parts import MergeOption, ShardOption, ShardSpec
@@ -33,7 +34,7 @@ from vcat.stage import (
     ParamsOption,
     merge_conf,
 )
-from vcat.stage_cli import run_stage, shard_or_merge
+from vcat.stage_cli import folder_argument, run_stage, shard_or_merge
 
 NAME = "copydetect-train"
 default_conf: dict[str, Any] = {
@@ -86,15 +87,9 @@ def main(
 
 
 def command(
-    sources: Annotated[
-        Path,
-        typer.Argument(
-            help="Folder of source images (searched recursively, sorted by relative path).",
-            metavar="SOURCES",
-            exists=True,
-            file_okay=False,
-        ),
-    ],
+    sources: folder_argument(
+        "Folder of source images (searched recursively, sorted by relative path).", "SOURCES"
+    ),
     output: Annotated[
         Path,
         typer.Argument(
@@ -104,26 +99,8 @@ def command(
             file_okay=False,
         ),
     ],
-    fonts: Annotated[
-        Path | None,
-        typer.Option(
-            "--fonts",
-            help="Folder of .ttf/.otf fonts for text and meme overlays (e.g. AugLy's fonts); "
-            "default: Pillow's built-in font.",
-            exists=True,
-            file_okay=False,
-        ),
-    ] = None,
-    emoji: Annotated[
-        Path | None,
-        typer.Option(
-            "--emoji",
-            help="Folder of .png emoji for emoji overlays (e.g. AugLy's twemojis); default: "
-            "drawn faces, hearts and stars.",
-            exists=True,
-            file_okay=False,
-        ),
-    ] = None,
+    fonts: FontsOption = None,
+    emoji: EmojiOption = None,
     shard: ShardOption = None,
     merge: MergeOption = None,
     overwrite: OverwriteOption = False,

@@ -43,11 +43,10 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import cv2
 import numpy as np
-import typer
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
@@ -87,7 +86,7 @@ from vcat.stage import (
     merge_conf,
     write_json,
 )
-from vcat.stage_cli import StageFailed, run_stage, shard_or_merge
+from vcat.stage_cli import StageFailed, folder_argument, output_argument, run_stage, shard_or_merge
 
 NAME = "locus-precompute"
 default_conf: dict[str, Any] = {
@@ -430,18 +429,10 @@ def main(
 
 
 def command(
-    input_root: Annotated[
-        Path,
-        typer.Argument(
-            help="Matterport3D root: <scan>/undistorted_camera_parameters, ..._images.",
-            metavar="INPUT",
-            exists=True,
-            file_okay=False,
-        ),
-    ],
-    output: Annotated[
-        Path, typer.Argument(help="Folder of shards to write.", file_okay=False, metavar="OUTPUT")
-    ],
+    input_root: folder_argument(
+        "Matterport3D root: <scan>/undistorted_camera_parameters, ..._images."
+    ),
+    output: output_argument("Folder of shards to write.", folder=True),
     overwrite: OverwriteOption = False,
     metrics: MetricsOption = None,
     params: ParamsOption = None,

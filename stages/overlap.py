@@ -29,10 +29,9 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from vcat.console import stderr, stderr_bars
@@ -64,7 +63,7 @@ from vcat.stage import (
     merge_conf,
     write_json,
 )
-from vcat.stage_cli import StageFailed, run_stage, shard_or_merge
+from vcat.stage_cli import StageFailed, folder_argument, output_argument, run_stage, shard_or_merge
 
 NAME = "overlap"
 default_conf: dict[str, Any] = {
@@ -326,21 +325,10 @@ def main(
 
 
 def command(
-    input_root: Annotated[
-        Path,
-        typer.Argument(
-            help="Dataset root: MegaDepth (scene_info/) or Matterport3D (<scan>/ folders).",
-            metavar="INPUT",
-            exists=True,
-            file_okay=False,
-        ),
-    ],
-    output: Annotated[
-        Path,
-        typer.Argument(
-            help="Folder of <scene>.npz overlap files.", file_okay=False, metavar="OUTPUT"
-        ),
-    ],
+    input_root: folder_argument(
+        "Dataset root: MegaDepth (scene_info/) or Matterport3D (<scan>/ folders)."
+    ),
+    output: output_argument("Folder of <scene>.npz overlap files.", folder=True),
     overwrite: OverwriteOption = False,
     metrics: MetricsOption = None,
     params: ParamsOption = None,

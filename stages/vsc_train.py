@@ -32,6 +32,7 @@ from vcat.copydetect.generate import (
     list_images,
     write_text,
 )
+from vcat.copydetect.options import EmojiOption, FontsOption
 from vcat.copydetect.overlays import EMOJI_SUFFIXES, FONT_SUFFIXES, AssetError, Assets, asset_files
 from vcat.copydetect.runner import COMMON_CONF, recipe_of, run
 from vcat.copydetect.vsc import (
@@ -174,24 +175,8 @@ def command(
             file_okay=False,
         ),
     ] = None,
-    fonts: Annotated[
-        Path | None,
-        typer.Option(
-            "--fonts",
-            help="Folder of .ttf/.otf fonts for text and meme overlays.",
-            exists=True,
-            file_okay=False,
-        ),
-    ] = None,
-    emoji: Annotated[
-        Path | None,
-        typer.Option(
-            "--emoji",
-            help="Folder of .png emoji for emoji overlays.",
-            exists=True,
-            file_okay=False,
-        ),
-    ] = None,
+    fonts: FontsOption = None,
+    emoji: EmojiOption = None,
     shard: ShardOption = None,
     merge: MergeOption = None,
     overwrite: OverwriteOption = False,

@@ -46,6 +46,11 @@ def list_argument(help: str) -> Any:
     return Annotated[Path, typer.Argument(help=help, metavar="LIST", exists=True, dir_okay=False)]
 
 
+def folder_argument(help: str, metavar: str = "INPUT") -> Any:
+    """The type of a stage's input-folder argument: an existing folder, shown as ``metavar``."""
+    return Annotated[Path, typer.Argument(help=help, metavar=metavar, exists=True, file_okay=False)]
+
+
 def output_argument(help: str, *, folder: bool) -> Any:
     """The type of a stage's output argument: a folder or a file, shown as OUTPUT."""
     option = (
