@@ -119,3 +119,25 @@ def test_every_stage_of_the_example_reads_what_another_writes(real_pipeline: Pat
                     f"{where}, which the selection {selections[entry]} of fetch@{entry} "
                     "does not download"
                 )
+
+
+def test_a_dry_run_lists_every_stage_after_the_stages_it_reads(real_pipeline: Path) -> None:
+    from dvc.repo import Repo
+
+    result = subprocess.run(
+        [DVC, "repro", "--dry", "--force"], cwd=real_pipeline, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout + result.stderr
+    listed = re.findall(r"^Running stage '([^']+)':", result.stdout, re.MULTILINE)
+    with Repo(str(real_pipeline)) as repo:
+        graph = repo.index.graph
+        stages = {stage.name: stage for stage in repo.index.stages}
+        assert sorted(listed) == sorted(stages), "the dry run skipped or repeated a stage"
+        position = {name: i for i, name in enumerate(listed)}
+        for name, stage in stages.items():
+            for producer in graph.successors(stage):  # DVC's edges point at what a stage reads
+                assert position[producer.name] < position[name], (
+                    f"{name} is listed before {producer.name}, whose output it reads"
+                )
+    assert not (real_pipeline / "data").exists(), "a dry run wrote data"
