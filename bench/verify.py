@@ -6,7 +6,7 @@ Creates, in a temporary folder from a seeded generator, three sets:
 
 - ``large``: files of 128 MiB, half of the --gb (default 1 GB; --gb 4 for 4 GB);
 - ``small``: files of 60-140 KB (photos), the other half;
-- ``1,000 small``: 1,000 of them, where any fixed start-up cost shows;
+- ``1,000 small``: 1,000 of them, where any fixed cost per task or per file shows;
 
 (--quick: a 64 MB tree, for a smoke run). Over each set it times, with N = 1 and N = every
 core:
@@ -18,10 +18,13 @@ core:
 - ``verify, N``: ``check_manifest(workers=N)``, what ``vcat verify NAME --manifest M`` runs,
   against the manifest just built;
 
-and once ``vcat manifest build --workers <cores>`` as a command, start-up included.
+Then, over the whole tree (``large`` and ``small`` in one folder, as a user's dataset), the
+commands as a user runs them, start-up included, against ``xargs -P N md5sum`` over the same
+tree: ``vcat manifest build --workers N`` and ``vcat verify --manifest M --workers N``.
 
 The "vs xargs" column divides the time of ``xargs -P N md5sum`` by ours at the same N:
-1.00x is md5sum's speed, the target is at least 0.90x at every N. "CPU vs xargs" does the
+1.00x is md5sum's speed, the target is at least 0.90x at every N, for the functions on every
+set and for the commands on the whole tree. "CPU vs xargs" does the
 same with the CPU seconds spent (ours and md5sum's processes): it hardly moves when other
 programs share the cores, so it says whether a poor wall-clock figure is ours or theirs.
 The page cache cannot be dropped here, so every file is read once before timing and all runs
@@ -164,19 +167,37 @@ def measure(files: FileSet, out: Path, repeat: int, cores: int) -> list[tuple[st
         if not checked.ok or checked.counts["ok"] != len(files.files):
             sys.exit(f"verify with {workers} worker(s) did not pass every file")
         rows.append(("verify", workers, elapsed))
-    command = [VCAT, "manifest", "build", "bench", "--root", str(files.root)]
-    command += ["--out", str(out / "cli.tsv"), "--workers", str(cores)]
-    elapsed, _ = best(
-        repeat,
-        lambda: subprocess.run(command, capture_output=True, check=True),
-        ("vcat manifest build", cores),
-    )
-    rows.append(("vcat manifest build", cores, elapsed))
+    return rows
+
+
+def measure_commands(
+    tree: FileSet, out: Path, repeat: int, cores: int
+) -> list[tuple[str, int, float]]:
+    """Rows of (what, N, seconds) for the commands over ``tree``, start-up included."""
+    warm(tree.files)
+    rows: list[tuple[str, int, float]] = []
+    manifest = out / "tree.tsv"
+    for workers in sorted({1, cores}):
+        elapsed, _ = best(
+            repeat, lambda w=workers: xargs_md5sum(tree, w), ("xargs -P N md5sum", workers)
+        )
+        rows.append(("xargs -P N md5sum", workers, elapsed))
+        build = [VCAT, "manifest", "build", "bench", "--root", str(tree.root)]
+        build += ["--out", str(manifest), "--workers", str(workers)]
+        verify = [VCAT, "verify", "bench", "--root", str(tree.root)]
+        verify += ["--manifest", str(manifest), "--workers", str(workers)]
+        for what, command in (("vcat manifest build", build), ("vcat verify --manifest", verify)):
+            elapsed, _ = best(
+                repeat,
+                lambda c=command: subprocess.run(c, capture_output=True, check=True),
+                (what, workers),
+            )
+            rows.append((what, workers, elapsed))
     return rows
 
 
 def report(files: FileSet, rows: list[tuple[str, int, float]]) -> list[float]:
-    """Print the table; returns the ratios against xargs of the API rows."""
+    """Print the table; returns the ratios against xargs of every row but the anchor's."""
     count, megabytes = len(files.files), files.bytes / 1e6
     anchor = {n: seconds for what, n, seconds in rows if what == "xargs -P N md5sum"}
     print(f"\n{files.name} files: {count:,} files, {megabytes:,.0f} MB")
@@ -189,7 +210,7 @@ def report(files: FileSet, rows: list[tuple[str, int, float]]) -> list[float]:
     for what, n, seconds in rows:
         ratio = anchor[n] / seconds
         cpu = CPU[(what, n)]
-        if what in ("build", "verify"):
+        if what != "xargs -P N md5sum":
             ratios.append(ratio)
         print(
             f"  {what:<22} {n:>3} {seconds:8.2f} {megabytes / seconds:8.0f} "
@@ -234,10 +255,16 @@ def main() -> None:
         rng = random.Random(20240601)
         started = time.perf_counter()
         sets = [
-            make_large(base / "large", large_count, large_size, rng),
-            make_small("small", base / "small", small_count, rng),
+            make_large(base / "tree" / "large", large_count, large_size, rng),
+            make_small("small", base / "tree" / "small", small_count, rng),
             make_small("1,000 small", base / "thousand", 1_000, rng),
         ]
+        tree = FileSet(
+            "whole tree (large + small)",
+            base / "tree",
+            sets[0].files + sets[1].files,
+            sets[0].bytes + sets[1].bytes,
+        )
         print(
             f"created {sum(len(s.files) for s in sets):,} files in {base} "
             f"({time.perf_counter() - started:.0f} s); {cores} cores; best of {args.repeat} runs"
@@ -248,9 +275,11 @@ def main() -> None:
         ratios = []
         for files in sets:
             ratios += report(files, measure(files, out, args.repeat, cores))
+        print("\nthe commands, start-up included:")
+        ratios += report(tree, measure_commands(tree, out, args.repeat, cores))
         worst = min(ratios)
         verdict = "meets" if worst >= 0.9 else "misses"
-        print(f"\nslowest build/verify against xargs -P N md5sum: {worst:.2f}x ({verdict} 0.90x)")
+        print(f"\nslowest against xargs -P N md5sum: {worst:.2f}x ({verdict} 0.90x)")
     finally:
         shutil.rmtree(base)
 

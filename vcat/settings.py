@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from vcat.catalog.fields import ENTRY_NAME_PATTERN
+from vcat.catalog.files import ENTRY_NAME_PATTERN
 from vcat.catalog.loader import format_location
 from vcat.catalog.yaml_source import load_yaml
 from vcat.problems import CatalogError, Problem, Severity

@@ -18,7 +18,6 @@ from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from vcat.localfiles import LocalPathError, check_file_url
 
-ENTRY_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 #: Longest source, subset or step name: it becomes part of file names in the work area.
 MAX_PART_NAME = 128
 PART_NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_PART_NAME - 1}}}$"

@@ -10,7 +10,6 @@ entry's file (``load_around``), and other entries when something asks for them b
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from vcat.catalog.fields import ENTRY_NAME_PATTERN
+from vcat.catalog.files import ENTRY_NAME_PATTERN, ENTRY_SUFFIXES, entry_files, kind_folders
 from vcat.catalog.parse_cache import ParseCache, cache_for
 from vcat.catalog.schema import (
     ENTRY_MODELS,
@@ -34,7 +33,7 @@ from vcat.catalog.values import unsafe_values
 from vcat.catalog.yaml_source import LineMap, Location, load_yaml
 from vcat.problems import CatalogError, Problem, Severity
 
-ENTRY_SUFFIX = ".yaml"
+ENTRY_SUFFIX = ENTRY_SUFFIXES[0]
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def find_entry_files(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
         if path.is_file():
             files.append(path)
         elif path.is_dir():
-            folders = [path] if path.name in KIND_FOLDERS else [path / f for f in KIND_FOLDERS]
+            folders = kind_folders(path)
             folders = [folder for folder in folders if folder.is_dir()]
             if not folders:
                 problems.append(
@@ -101,7 +100,7 @@ def find_entry_files(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
                     )
                 )
             for folder in folders:
-                files.extend(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
+                files.extend(p for p in folder.iterdir() if p.suffix in ENTRY_SUFFIXES)
         else:
             problems.append(Problem(path, 1, Severity.ERROR, "no such file or folder"))
     return sorted(set(files)), problems
@@ -150,9 +149,7 @@ class _LazyEntries(Mapping[str, Entry]):
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.kind_folders = (
-            [folder] if folder.name in KIND_FOLDERS else [folder / f for f in KIND_FOLDERS]
-        )
+        self.kind_folders = kind_folders(folder)
         self.loaded: dict[str, Entry | None] = {}
         self.problems: dict[str, list[Problem]] = {}
         self._names: list[str] | None = None
@@ -170,23 +167,15 @@ class _LazyEntries(Mapping[str, Entry]):
         return self.problems.get(name, [])
 
     def _load(self, name: str) -> Entry | None:
-        # The name becomes a file name: nothing that could leave the folder, nor a newline
-        # (which `$` in the pattern lets through).
-        if not re.match(ENTRY_NAME_PATTERN, name) or "\n" in name:
-            return None
         problems: list[Problem] = []
-        for folder in self.kind_folders:
-            for suffix in (ENTRY_SUFFIX, ".yml"):
-                path = folder / f"{name}{suffix}"
-                if not os.path.lexists(path):
-                    continue
-                try:
-                    entry = load_entry(path, cache_for(path))
-                except CatalogError as exc:
-                    problems.extend(exc.problems)
-                    continue
-                self.problems[name] = problems
-                return entry
+        for path in entry_files(self.folder, name):
+            try:
+                entry = load_entry(path, cache_for(path))
+            except CatalogError as exc:
+                problems.extend(exc.problems)
+                continue
+            self.problems[name] = problems
+            return entry
         self.problems[name] = problems
         return None
 
@@ -196,9 +185,7 @@ class _LazyEntries(Mapping[str, Entry]):
             for folder in self.kind_folders:
                 try:
                     names.update(
-                        child.stem
-                        for child in folder.iterdir()
-                        if child.suffix in (".yaml", ".yml")
+                        child.stem for child in folder.iterdir() if child.suffix in ENTRY_SUFFIXES
                     )
                 except OSError:
                     continue

@@ -28,7 +28,7 @@ COMMANDS = {
         "against a manifest.",
     ),
     "manifest": (
-        "vcat.cli.verify:manifest_app",
+        "vcat.cli.manifest:manifest_app",
         "Manifests: the size and digest of every file of a dataset, to verify copies with.",
     ),
     "demo": ("vcat.cli.demo:app", "The embedded demo world."),

@@ -93,6 +93,9 @@ CHECK_ADVICE: dict[FailureClass, str] = {
 #: A task holds files up to this many bytes in all, or this many files; larger files go alone.
 BATCH_BYTES = 16 << 20
 BATCH_FILES = 256
+#: With several workers, tasks are also cut to at most 1/TASKS_PER_WORKER of a worker's share
+#: of the bytes, so that on a small tree no worker is left alone with a long last task.
+TASKS_PER_WORKER = 8
 #: Workers report bytes read this often, so a progress bar moves inside a large file.
 REPORT_BYTES = 16 << 20
 
@@ -324,12 +327,16 @@ class _Task:
     size: int  # bytes, as listed
 
 
-def _tasks(sizes: Sequence[int]) -> list[_Task]:
-    """Consecutive runs of files, each up to ``BATCH_BYTES`` or ``BATCH_FILES``."""
+def _tasks(sizes: Sequence[int], workers: int) -> list[_Task]:
+    """Consecutive runs of files, each up to ``BATCH_BYTES`` (less on a small tree shared by
+    several ``workers``) or ``BATCH_FILES``."""
+    batch_bytes = BATCH_BYTES
+    if workers > 1:
+        batch_bytes = min(BATCH_BYTES, sum(sizes) // (workers * TASKS_PER_WORKER) + 1)
     tasks: list[_Task] = []
     start, total = 0, 0
     for index, size in enumerate(sizes):
-        if index > start and (total + size > BATCH_BYTES or index - start >= BATCH_FILES):
+        if index > start and (total + size > batch_bytes or index - start >= BATCH_FILES):
             tasks.append(_Task(start, index, total))
             start, total = index, 0
         total += size
@@ -393,7 +400,9 @@ def hash_files(
     sizes = [size for _, size in files]
     meter = _Meter(progress, len(files), sum(sizes))
     meter.emit()
-    tasks = sorted(_tasks(sizes), key=lambda t: -t.size)  # largest first: no idle core at the end
+    tasks = sorted(
+        _tasks(sizes, workers), key=lambda t: -t.size
+    )  # largest first: no idle core at the end
     digests: list[bytes] = [b""] * len(files)
     read = [0] * len(files)
     base = str(root)
