@@ -7,8 +7,10 @@ image is decoded once for all the pairs of consecutive headers that use it, on `
 processes. The pairs go into WebDataset shards in the folder OUTPUT, one sample per pair keyed
 by its stem (:mod:`vcat.croco.layout`, e.g. ``b/41/1e240``) with members ``1.jpg`` and
 ``2.jpg``; beside them ``listing.txt`` (``# pair_path`` then the stems of the pairs written, in
-index order) and ``failures.tsv``. ``--tree DIR`` also writes CroCo's folder tree
-(``<stem>_1.jpg``, ``<stem>_2.jpg``, ``listing.txt``) that its ``PairsDataset`` reads.
+index order), ``provenance.tsv`` (each pair's stem and the two source images it was cut from,
+as the list names them: :mod:`vcat.croco.provenance`) and ``failures.tsv``. ``--tree DIR``
+also writes CroCo's folder tree (``<stem>_1.jpg``, ``<stem>_2.jpg``, ``listing.txt``) that its
+``PairsDataset`` reads.
 
 Indices are global and fixed by the list: a pair that fails or is excluded still takes its
 index, so the other pairs keep their names whatever fails, which scenes are excluded and how
@@ -50,6 +52,7 @@ from vcat.console import stderr, stderr_bars
 from vcat.croco.crops_file import CropsFormatError, PairHeader, read_headers, summarize
 from vcat.croco.extract import ExtractSettings, PairFailure, Task, planned_decodes
 from vcat.croco.layout import StemLayout
+from vcat.croco.provenance import PROVENANCE_NAME, provenance_text
 from vcat.croco.tasks import WorkerDied, group_headers, run_tasks, task_size
 from vcat.croco.tree import LISTING_NAME, listing_text, write_atomic, write_tree
 from vcat.parts import (
@@ -390,11 +393,12 @@ class _Run:
         if self.journal is not None:
             self.journal.close()
 
-    def finish(self, stems: list[str]) -> None:
-        """The folder's listing and failures; the journal goes last."""
+    def finish(self, crops: Path, stems: list[str]) -> None:
+        """The folder's listing, provenance and failures; the journal goes last."""
         failures = FAILURES_HEADER + "".join(f"{record}\n" for record in self.records)
         _write_if_changed(self.folder / FAILURES_NAME, failures)
         _write_if_changed(self.folder / LISTING_NAME, listing_text(stems))
+        _write_if_changed(self.folder / PROVENANCE_NAME, provenance_text(crops, self.layout, stems))
         (self.folder / JOURNAL_NAME).unlink(missing_ok=True)
 
 
@@ -443,13 +447,14 @@ def _make(
             advance(counts.excluded)
     finally:
         run.close()
-    run.finish(list(writer.index.samples))
+    run.finish(crops, list(writer.index.samples))
 
 
 def _merge(
     crops: Path,
     output: Path,
     count: int,
+    layout: StemLayout,
     settings: Any,
     signature: dict[str, Any],
     exclusion: Exclusion,
@@ -487,6 +492,7 @@ def _merge(
     failures = FAILURES_HEADER + "".join(f"{record}\n" for record in records)
     _write_if_changed(output / FAILURES_NAME, failures)
     _write_if_changed(output / LISTING_NAME, listing_text(index.samples))
+    _write_if_changed(output / PROVENANCE_NAME, provenance_text(crops, layout, index.samples))
     (output / JOURNAL_NAME).unlink(missing_ok=True)  # left by a single run stopped there
 
 
@@ -527,7 +533,7 @@ def main(
     signature = _signature(crops, settings, summary.crops, _sizes_md5(root, images))
     if merge is not None:
         counts = Counts(summary.crops, summary.crops)
-        _merge(crops, output, merge, settings, signature, exclusion, counts, overwrite)
+        _merge(crops, output, merge, layout, settings, signature, exclusion, counts, overwrite)
         folder = output
     else:
         block = (shard or WHOLE).block(summary.crops)
@@ -584,7 +590,7 @@ def command(
         Path,
         typer.Argument(
             help="Folder of shards to write (a sample per pair keyed by its stem, members 1.jpg "
-            "and 2.jpg), with listing.txt and failures.tsv.",
+            "and 2.jpg), with listing.txt, provenance.tsv and failures.tsv.",
             metavar="OUTPUT",
             file_okay=False,
         ),

@@ -25,6 +25,7 @@ from vcat.cli import app
 from vcat.croco.crops_file import CropsFormatError, read_headers, summarize
 from vcat.croco.extract import effective_rotation
 from vcat.croco.layout import StemLayout
+from vcat.croco.provenance import read_provenance
 from vcat.croco.tree import write_tree
 from vcat.parts import ShardSpec, part_folder, parts_root
 from vcat.shards import ShardReader
@@ -428,6 +429,33 @@ def test_excluded_scenes_are_counted_out_and_others_keep_their_stems(
         main(conf(exclude_scenes=[15]), crops, root, tmp_path / "y")
 
 
+def test_provenance_names_each_written_pair_and_its_two_sources_as_the_list_does(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    crops, root = world
+    (root / "0102/images/3.jpg").unlink()  # its pairs fail: not written, not in the provenance
+    settings = conf(max_failed_fraction=1.0, exclude_scenes=["0101"])
+    output = main(settings, crops, root, tmp_path / "out")
+    layout = StemLayout.for_total(summarize(crops).crops)
+    expected = [
+        f"{layout.stem(crop.index)}\t{header.image1}\t{header.image2}"
+        for header in read_headers(crops)
+        for crop in header.crops
+        if header.image1.startswith("0102/") and "3.jpg" not in header.image1 + header.image2
+    ]
+    text = (output / "provenance.tsv").read_text()
+    assert text == "stem\tsource_1\tsource_2\n" + "".join(f"{line}\n" for line in expected)
+    assert [record.stem for record in read_provenance(output / "provenance.tsv")] == list(
+        ShardReader(output).keys()
+    )
+    before = folder_bytes(output)
+    main(settings, crops, root, output)  # again: the same bytes
+    assert folder_bytes(output) == before
+    (tmp_path / "empty.txt").write_text("")
+    empty = main(conf(), tmp_path / "empty.txt", root, tmp_path / "none")
+    assert (empty / "provenance.tsv").read_text() == "stem\tsource_1\tsource_2\n"
+
+
 # --- edge cases --------------------------------------------------------------------------
 
 
@@ -528,6 +556,9 @@ def test_merged_parts_equal_a_single_run(
     assert parts_root(merged).is_dir()
     main(settings, crops, root, merged, merge=count)  # again: nothing changes
     assert folder_bytes(merged) == folder_bytes(single)
+    # the provenance is part of the bytes compared: it names the pairs written, no other
+    provenance = (merged / "provenance.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in provenance[1:]] == list(ShardReader(merged).keys())
 
 
 def test_a_merge_into_a_stopped_single_run_equals_the_single_run(
