@@ -236,6 +236,14 @@ class Split(Strict):
     description: str | None = None
     subset: PartName | None = Field(None, description="The subset this split consists of.")
     scenes: list[str] = Field(default_factory=list)
+    images: list[RelativePath] = Field(
+        default_factory=list, description="Images of the split, as paths under the entry's root."
+    )
+    held_out: bool = Field(
+        False,
+        description="A test or validation split: none of its scenes or images, nor a near "
+        "duplicate of them, may be in a training artifact (`vcat audit leakage` checks).",
+    )
     count: Count | None = None
 
 
@@ -284,6 +292,11 @@ class DatasetEntry(EntryBase):
     splits: list[Split] = Field(default_factory=list)
     counts: list[Count] = Field(default_factory=list)
     prepare: list[PrepareStep] = Field(default_factory=list)
+    quality: dict[PartName, dict[PartName, dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Expectations on the artifacts made from this entry, tighter than the "
+        "defaults: artifact kind -> check -> its parameters (see `vcat check --list`).",
+    )
 
     def how_obtained(self) -> str:
         """The access kind: public, registration or manual."""

@@ -31,6 +31,11 @@ COMMANDS = {
         "vcat.cli.manifest:manifest_app",
         "Manifests: the size and digest of every file of a dataset, to verify copies with.",
     ),
+    "check": (
+        "vcat.cli.check:check",
+        "Run a data-quality gate on an artifact: profile it, validate it with "
+        "great-expectations, list what failed.",
+    ),
     "demo": ("vcat.cli.demo:app", "The embedded demo world."),
     "compare": (
         "vcat.cli.compare:compare",
