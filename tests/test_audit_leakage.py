@@ -110,7 +110,8 @@ def test_faiss_finds_exactly_what_brute_force_finds(
         for bit in rng.choice(64, size=row % 13, replace=False):
             queries[row, bit // 8] ^= 1 << (7 - bit % 8)
     if not flat:
-        monkeypatch.setattr(near, "FLAT_LIMIT", 0)  # the multi-hash index
+        monkeypatch.setattr(near, "FLAT_LIMIT", 0)  # the multi-hash index where it pays
+    assert near.multi_hash_pieces(3) == 4 and near.multi_hash_pieces(8) is None
     for radius in (0, 3, 8):
         found = list(near.within(database, queries, radius))
         assert found == near.within_brute_force(database, queries, radius)
