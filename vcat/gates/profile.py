@@ -32,6 +32,9 @@ from vcat.gates.checks import Check
 #: kind -> module; the order is the order in which ``detect`` is tried.
 KINDS: dict[str, str] = {
     "pairs": "vcat.gates.kinds.pairs",
+    "frames": "vcat.gates.kinds.frames",
+    "copydetect": "vcat.gates.kinds.copydetect",
+    "overlap": "vcat.gates.kinds.overlap",
     "images": "vcat.gates.kinds.images",
     "path-list": "vcat.gates.kinds.path_list",
 }
