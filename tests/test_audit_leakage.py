@@ -308,3 +308,16 @@ def test_a_damaged_provenance_and_bad_settings_stop_the_audit(world: Path) -> No
     write_params(world, {"pairs": {**PAIRS, "kind": "videos"}})
     line = one_line_error(runner.invoke(app, ["leakage"], env={"COLUMNS": "400"}))
     assert "kind is 'videos'; it must be one of croco-crops, images" in line
+
+
+def test_a_broken_settings_file_stops_the_audit_naming_its_line(world: Path) -> None:
+    crops(world, exclude=[])
+    write_params(world, {"pairs": PAIRS})
+    (world / ".vcat").mkdir()
+    (world / ".vcat" / "settings.yaml").write_text("roots:\n  tiny-megadepth: relative/path\n")
+    line = one_line_error(runner.invoke(app, ["leakage"], env={"COLUMNS": "400"}))
+    assert "settings.yaml:2" in line
+    # a root given on the command line is used instead of the settings
+    root = world / "data" / "sources" / ENTRY
+    given = runner.invoke(app, ["leakage", "--root", f"{ENTRY}={root}", "--json"])
+    assert given.exit_code == 1 and json.loads(given.output)["hits"]

@@ -52,13 +52,21 @@ def is_image_name(name: str) -> bool:
     return PurePosixPath(name).suffix.lower().lstrip(".") in FORMATS_BY_SUFFIX
 
 
+def _unlisted(error: OSError) -> None:
+    # a folder that cannot be listed could hold held-out images: never skipped in silence
+    raise AuditError(
+        f"{error.filename}: cannot list the folder ({error.strerror}); make it readable, or "
+        "point the entry's root elsewhere (--root NAME=DIR)"
+    )
+
+
 def image_files(root: Path, scenes: Iterable[str], images: Iterable[str]) -> tuple[str, ...]:
     """The image files under ``root`` (relative POSIX paths, sorted) that lie in a folder
     named like one of ``scenes`` or are one of ``images``."""
     scene_names = frozenset(scenes)
     found = {name for name in images if (root / name).is_file()}
     if scene_names:
-        for folder, dirs, files in os.walk(root, onerror=None):
+        for folder, dirs, files in os.walk(root, onerror=_unlisted):
             dirs.sort()
             relative = PurePosixPath(Path(folder).relative_to(root).as_posix())
             if scene_names.isdisjoint(relative.parts):

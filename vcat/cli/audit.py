@@ -211,6 +211,7 @@ def leakage(
     from vcat.audit.hashing import default_jobs
     from vcat.audit.held_out import held_out
     from vcat.catalog.loader import load_catalog
+    from vcat.problems import CatalogError
     from vcat.project import ProjectNotFound, default_catalog_dir
 
     roots = _roots(root or [])
@@ -230,8 +231,8 @@ def leakage(
                 jobs=int(settings.jobs) or default_jobs(),
                 progress=bar,
             )
-    except (AuditError, StageError, ProjectNotFound) as exc:
-        fail(str(exc))
+    except (AuditError, StageError, ProjectNotFound, CatalogError) as exc:
+        fail(str(exc))  # a CatalogError here is the settings file's first problem, with its line
     document = report.to_json()
     if out is not None:
         write_json(out, document)
