@@ -62,9 +62,18 @@ def _quiet_gx() -> None:
 
 def _context(docs: Path | None) -> Any:
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
+    # no default docs site: GX would build one in a new temporary folder at every run
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+    )
+    context = gx.get_context(project_config=config, mode="ephemeral")
     context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     if docs is not None:
@@ -133,7 +142,9 @@ def _run_suite(
         batches[table_name] = table
     if not definitions:
         return SuiteRun(True, [], {}, None)
-    actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if docs is not None else []
+    actions = []
+    if docs is not None:
+        actions.append(gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[SITE_NAME]))
     outcomes: list[Outcome] = []
     raw: dict[str, Any] = {}
     success = True
