@@ -31,6 +31,8 @@ demo: $(INSTALLED)
 	vcat demo build
 	$(call phase,running the pipeline (dvc repro))
 	dvc repro
+	$(call phase,data-quality gates (vcat check --summary))
+	vcat check --summary
 	$(call phase,checking the catalog (vcat catalog lint))
 	vcat catalog lint
 	$(call phase,metrics (dvc metrics show))

@@ -18,3 +18,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("VCAT_CATALOG", raising=False)
     monkeypatch.delenv("VCAT_SETTINGS", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project root whose ``data/prepared`` holds the demo pipeline's artifacts (this
+    checkout after ``dvc repro``, else a copy built once per session: tests/demo_artifacts.py)."""
+    from tests.demo_artifacts import demo_root as find_or_build
+
+    return find_or_build(tmp_path_factory.mktemp("demo-project"))

@@ -3,8 +3,8 @@
 Each clean copy passes; each corrupted copy fails, naming the check that caught it and the
 item (file, key or path) at fault, in the summary and in ``bad-items.tsv``. Shards are
 corrupted by re-packing them with ``ShardWriter`` (a consistent index, as a faulty producer
-would write it), except where the case is about the shard itself. The demo artifacts are
-built by ``vcat demo build && dvc repro``.
+would write it), except where the case is about the shard itself. The demo artifacts come
+from the ``demo_root`` fixture (this checkout after ``dvc repro``, or a copy built once).
 """
 
 from __future__ import annotations
@@ -36,11 +36,9 @@ runner = CliRunner()
 Change = Callable[[str, dict[str, bytes]], dict[str, bytes] | None]
 
 
-def demo(relative: str) -> Path:
-    path = REPO / relative
-    if not path.exists():
-        pytest.fail(f"{relative} is missing: run `vcat demo build && dvc repro` first")
-    return path
+@pytest.fixture(scope="module")
+def root(demo_root: Path) -> Path:
+    return demo_root
 
 
 def repack(source: Path, destination: Path, change: Change) -> Path:
@@ -113,8 +111,8 @@ def assert_fails(result: Result, check_name: str, item: str, out: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def flickr() -> Path:
-    return demo(FLICKR)
+def flickr(root: Path) -> Path:
+    return root / FLICKR
 
 
 def test_a_clean_image_artifact_passes(flickr: Path, tmp_path: Path) -> None:
@@ -234,8 +232,8 @@ def test_more_bad_images_than_the_fraction_allows_fail(flickr: Path, tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def crops() -> Path:
-    return demo(CROPS)
+def crops(root: Path) -> Path:
+    return root / CROPS
 
 
 def test_clean_crops_pass_their_declared_gate(crops: Path, tmp_path: Path) -> None:
@@ -280,8 +278,8 @@ def memmap_copy(tmp_path: Path, paths: list[bytes], width: int = 120) -> Path:
 
 
 @pytest.fixture(scope="module")
-def flickr_paths() -> list[bytes]:
-    return np.fromfile(demo(MEMMAP), dtype="S120").tolist()
+def flickr_paths(root: Path) -> list[bytes]:
+    return np.fromfile(root / MEMMAP, dtype="S120").tolist()
 
 
 def counted_list(tmp_path: Path, artifact: Path) -> list[str]:
@@ -343,8 +341,8 @@ def test_an_overlong_line_of_a_text_list_fails_max_length(tmp_path: Path) -> Non
     assert_fails(result, "max_length", long_path[:40], tmp_path / "gate")
 
 
-def test_a_listed_frame_missing_from_the_shards_fails_present(tmp_path: Path) -> None:
-    source = demo(FRAME_PATHS)
+def test_a_listed_frame_missing_from_the_shards_fails_present(root: Path, tmp_path: Path) -> None:
+    source = root / FRAME_PATHS
     copy = tmp_path / "frame-paths"
     shutil.copytree(source, copy)
     paths = np.fromfile(copy / "paths.memmap", dtype="S120")
@@ -352,7 +350,7 @@ def test_a_listed_frame_missing_from_the_shards_fails_present(tmp_path: Path) ->
     paths.tofile(copy / "paths.memmap")
     params = gate_params(
         tmp_path,
-        frames={"artifact": str(copy), "checks": {"present": {"root": str(demo(FRAMES))}}},
+        frames={"artifact": str(copy), "checks": {"present": {"root": str(root / FRAMES)}}},
     )
     result = check(copy, tmp_path / "gate", "--params", str(params))
     assert_fails(result, "present", "demo-flythrough/99999.jpg", tmp_path / "gate")
@@ -429,3 +427,15 @@ def test_the_kinds_and_their_checks_are_listed() -> None:
     assert result.exit_code == 0, result.output
     for line in ("images:", "pairs:", "path-list:", "  not_black: max_bad_fraction=0.0"):
         assert line in result.stdout
+
+
+def test_the_summary_gives_each_gates_last_result_in_one_line(flickr: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(flickr, copy)
+    params = gate_params(
+        tmp_path, ok={"artifact": str(copy)}, never={"artifact": str(tmp_path / "other")}
+    )
+    assert check(copy, copy.with_name("copy.gate"), "--params", str(params)).exit_code == 0
+    result = runner.invoke(app, ["check", "--summary", "--params", str(params)])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.strip() == "gates: 1 passed, 1 not run (never)"

@@ -31,6 +31,11 @@ COMMANDS = {
         "vcat.cli.manifest:manifest_app",
         "Manifests: the size and digest of every file of a dataset, to verify copies with.",
     ),
+    "audit": (
+        "vcat.cli.audit:app",
+        "Checks across datasets: `vcat audit leakage` finds held-out scenes and images, or near "
+        "duplicates of them, in training artifacts.",
+    ),
     "check": (
         "vcat.cli.check:check",
         "Run a data-quality gate on an artifact: profile it, validate it with "

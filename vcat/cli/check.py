@@ -56,6 +56,14 @@ def check(
     list_checks: Annotated[
         bool, typer.Option("--list", help="List the kinds and their checks, and exit.")
     ] = False,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="One line: the last result of every gate in params.yaml (exit 1 unless all "
+            "passed).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     catalog_dir: CatalogOption = None,
 ) -> None:
@@ -66,6 +74,15 @@ def check(
 
     if list_checks:
         _list_kinds()
+        return
+    if summary:
+        try:
+            line, passed = _summary(params)
+        except DeclarationError as exc:
+            fail(str(exc))
+        stdout.print(escape(line), highlight=False)
+        if not passed:
+            raise typer.Exit(1)
         return
     if artifact is None:
         fail("give the artifact to check (or --list for the kinds and their checks)")
@@ -126,3 +143,27 @@ def _list_kinds() -> None:
             params = ", ".join(f"{k}={v!r}" for k, v in declared.params.items())
             state = "" if declared.enabled else " (off until declared)"
             stdout.print(f"  {declared.check.name}{state}: {escape(params)}", highlight=False)
+
+
+def _summary(params: Path | None) -> tuple[str, bool]:
+    """``gates: 6 passed, 1 failed (name), 1 not run (name)`` from each declared gate's
+    ``result.json``, and whether every gate passed."""
+    from vcat.gates.declarations import read_gates
+    from vcat.gates.gate import default_folder
+    from vcat.gates.report import RESULT_NAME
+    from vcat.stage import default_params_path
+
+    path = params if params is not None else default_params_path()
+    gates = read_gates(path) if path is not None else {}
+    groups: dict[str, list[str]] = {"passed": [], "failed": [], "not run": []}
+    for name, gate in gates.items():
+        result = None if gate.artifact is None else default_folder(gate.artifact) / RESULT_NAME
+        try:
+            success = json.loads(result.read_text(encoding="utf-8"))["success"] if result else None
+        except (OSError, ValueError, KeyError, TypeError):
+            success = None
+        groups["not run" if success is None else "passed" if success else "failed"].append(name)
+    parts = [f"{len(groups['passed'])} passed"]
+    parts += [f"{len(names)} {state} ({', '.join(names)})" for state, names in groups.items()
+              if state != "passed" and names]  # fmt: skip
+    return f"gates: {', '.join(parts)}", not groups["failed"] and not groups["not run"]

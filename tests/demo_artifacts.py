@@ -1,0 +1,84 @@
+"""The demo pipeline's prepared artifacts, for tests that check real outputs of the stages.
+
+``demo_root()`` is this checkout when its ``data/prepared`` holds every artifact listed in
+``PREPARED`` (after ``vcat demo build && dvc repro``), else a copy of the checkout, built
+once per test session: the demo world, then ``dvc repro`` of the stages that write them.
+``VCAT_TEST_BUILD_DEMO=1`` always builds the copy (what a clean clone does).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+#: The artifacts tests read, and the stages (with their upstream) that write them.
+PREPARED = (
+    "data/prepared/flickr-images/demo-flickr/0.5k",
+    "data/prepared/flickr-memmap/demo-flickr/flickr-0.1k.memmap",
+    "data/prepared/croco-crops/demo-megadepth",
+    "data/prepared/video-frames/demo-video",
+    "data/prepared/path-list/demo-video-frame-paths",
+    "data/prepared/copydetect-train/demo-copydetect",
+    "data/prepared/overlap/demo-megadepth",
+    "data/prepared/overlap/demo-matterport",
+)
+STAGES = (
+    "flickr-images",
+    "flickr-memmap",
+    "croco-crops",
+    "video-frames",
+    "path-list",
+    "copydetect-train",
+    "overlap",
+)
+
+
+def has_artifacts(root: Path) -> bool:
+    return all((root / relative).exists() for relative in PREPARED)
+
+
+def _run(args: list[str], cwd: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("VCAT_CATALOG", "VCAT_SETTINGS")},
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "GIT_AUTHOR_NAME": "vcat tests",
+        "GIT_AUTHOR_EMAIL": "tests@vcat.invalid",
+        "GIT_COMMITTER_NAME": "vcat tests",
+        "GIT_COMMITTER_EMAIL": "tests@vcat.invalid",
+    }
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+
+
+def build_copy(destination: Path) -> Path:
+    """A copy of the checkout (files git tracks or would add) with the artifacts built."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    _run(["git", "init", "-q"], destination)
+    _run(["vcat", "demo", "build"], destination)
+    _run(["dvc", "repro", *STAGES], destination)
+    return destination
+
+
+def demo_root(scratch: Path) -> Path:
+    """This checkout, or a copy built under ``scratch``, with every artifact of PREPARED."""
+    if os.environ.get("VCAT_TEST_BUILD_DEMO") != "1" and has_artifacts(REPO):
+        return REPO
+    return build_copy(scratch)
