@@ -338,3 +338,37 @@ def test_list_names_the_new_kinds() -> None:
     assert result.exit_code == 0
     for name in ("frames_match_duration", "lists_agree", "copies_per_class", "unit_diagonal"):
         assert name in result.output
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "spoil", "message"),
+    [
+        (
+            FRAMES,
+            "frames",
+            lambda a: (a / "video_list.txt").write_text(f"{VIDEO}\n"),
+            "video_list.txt:1: not '<frame dir> <frame count>'",
+        ),
+        (
+            COPYDETECT,
+            "copydetect",
+            lambda a: (a / "ground_truth.csv").write_text("query,reference\n"),
+            "ground_truth.csv:1: the header must be query_id,reference_id",
+        ),
+        (
+            OVERLAP,
+            "overlap",
+            lambda a: (a / INDEX_NAME).write_text("{}"),
+            "a shard folder without img_overlaps samples",
+        ),
+    ],
+    ids=["frames-video-list-line", "copydetect-header", "overlap-not-locus-shards"],
+)
+def test_malformed_input_cannot_run(
+    tmp_path: Path, source: Path, kind: str, spoil: Callable[[Path], object], message: str
+) -> None:
+    artifact = demo_copy(source, tmp_path)
+    spoil(artifact)
+    code, output = check(artifact, gate_params(tmp_path, artifact), "--kind", kind)
+    assert code == 2, output
+    assert message in " ".join(output.split()), output

@@ -191,8 +191,9 @@ def ground_truth_rows(artifact: Path, ids: list[str]) -> Any:
     for number, query, reference in lines:
         seen[query] += 1
         match = _IMAGE_ID.fullmatch(query)
-        consistent = match is not None and match.group(2) != "0"
-        consistent = consistent and reference == f"{match.group(1)}_0"  # type: ignore[union-attr]
+        consistent = (
+            match is not None and match.group(2) != "0" and reference == f"{match.group(1)}_0"
+        )
         rows.append(
             (
                 f"{GROUND_TRUTH_NAME}:{number} {query},{reference}",

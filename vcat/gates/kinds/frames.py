@@ -203,8 +203,10 @@ def _agreement(
     return True, ""
 
 
-def video_rows(artifact: Path, params: Mapping[str, Any]) -> Any:
-    """The ``videos`` table: one row per record of ``videos.jsonl``."""
+def video_rows(artifact: Path, shards: Mapping[str, list[int]], params: Mapping[str, Any]) -> Any:
+    """The ``videos`` table: one row per record of ``videos.jsonl``, then one per frame dir
+    of the shards or lists that no record names; ``shards``: the frame numbers of each frame
+    dir in the shards."""
     import pandas as pd
 
     try:
@@ -214,7 +216,6 @@ def video_rows(artifact: Path, params: Mapping[str, Any]) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{artifact / RECORDS_NAME}: cannot read it ({exc})") from None
     fps = _grid_fps(artifact)
-    shards, _ = _shard_frames(artifact)
     listed = _video_list(artifact / VIDEO_LIST_NAME)
     frame_list = _frame_list(artifact / FRAME_LIST_NAME)
     source = params.get("videos")
@@ -279,9 +280,9 @@ def profile(
         )
     found = images.tables(artifact, workers)
     duration_params = (params or {}).get("frames_match_duration", {})
-    found["videos"] = Table(video_rows(artifact, duration_params), "item")
+    shards, strays = _shard_frames(artifact)
+    found["videos"] = Table(video_rows(artifact, shards, duration_params), "item")
     videos = found["videos"].frame
-    _, strays = _shard_frames(artifact)
     facts = {
         "failures": images.failure_counts(found["images"].frame),
         "videos": len(videos),
