@@ -3,8 +3,9 @@
 Each clean copy passes ``vcat check``; each corrupted copy (corrupted the way a faulty
 producer would write it: shards re-packed with the shard writer, matrices written with the
 overlap stage's own writer) fails it with exit 1, the summary naming the check and the item,
-and ``bad-items.tsv`` listing the item. One process runs every check (great-expectations is
-imported once).
+and ``bad-items.tsv`` listing the item. The artifacts are those of the ``demo_root``
+fixture (this checkout after ``dvc repro``, else a copy built once). One process runs every
+check (great-expectations is imported once).
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ from vcat.gates.report import BAD_ITEMS_NAME
 from vcat.geometry.overlap import overlap_bytes
 from vcat.shards import INDEX_NAME, ShardIndex, ShardReader, ShardWriter
 
-PROJECT = Path(__file__).resolve().parent.parent
-PREPARED = PROJECT / "data" / "prepared"
-FRAMES = PREPARED / "video-frames" / "demo-video"
-VIDEOS = PROJECT / "data" / "sources" / "demo-video" / "videos"
-COPYDETECT = PREPARED / "copydetect-train" / "demo-copydetect"
-OVERLAP = PREPARED / "overlap" / "demo-megadepth"
-LOCUS = PREPARED / "locus-precompute" / "demo-matterport"
+FRAMES = Path("data/prepared/video-frames/demo-video")
+VIDEOS = Path("data/sources/demo-video/videos")  # what the frames were made from
+COPYDETECT = Path("data/prepared/copydetect-train/demo-copydetect")
+OVERLAP = Path("data/prepared/overlap/demo-megadepth")
+LOCUS = Path("data/prepared/locus-precompute/demo-matterport")
 VIDEO = "demo-flythrough"
 
 runner = CliRunner()
@@ -41,9 +40,14 @@ runner = CliRunner()
 Samples = dict[str, dict[str, bytes]]
 
 
-def demo_copy(source: Path, tmp_path: Path) -> Path:
+def demo_copy(root: Path, relative: Path, tmp_path: Path) -> Path:
+    """A copy in ``tmp_path`` of the demo artifact ``relative`` to the project ``root``."""
+    source = root / relative
     if not source.exists():
-        pytest.fail(f"{source} is missing: run `vcat demo build && dvc repro` first")
+        pytest.fail(
+            f"{source} is missing: run `vcat demo build && dvc repro` (a built copy has what "
+            "tests/demo_artifacts.py lists in PREPARED)"
+        )
     target = tmp_path / source.name
     if source.is_dir():
         shutil.copytree(source, target)
@@ -107,10 +111,10 @@ def jpeg(image: Image.Image) -> bytes:
 
 
 @pytest.fixture
-def frames(tmp_path: Path) -> tuple[Path, Path]:
-    artifact = demo_copy(FRAMES, tmp_path)
+def frames(demo_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    artifact = demo_copy(demo_root, FRAMES, tmp_path)
     return artifact, gate_params(
-        tmp_path, artifact, {"frames_match_duration": {"videos": str(VIDEOS)}}
+        tmp_path, artifact, {"frames_match_duration": {"videos": str(demo_root / VIDEOS)}}
     )
 
 
@@ -179,8 +183,8 @@ def test_frames_without_records_cannot_run(frames: tuple[Path, Path]) -> None:
 
 
 @pytest.fixture
-def copydetect(tmp_path: Path) -> tuple[Path, Path]:
-    artifact = demo_copy(COPYDETECT, tmp_path)
+def copydetect(demo_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    artifact = demo_copy(demo_root, COPYDETECT, tmp_path)
     # the demo's catalog entry allows these: augmented copies come out dark or flat on purpose
     allowed = {"not_black": {"max_bad_fraction": 0.01}, "not_blank": {"max_bad_fraction": 0.01}}
     return artifact, gate_params(tmp_path, artifact, allowed)
@@ -242,8 +246,8 @@ def test_copydetect_ground_truth_faults(copydetect: tuple[Path, Path]) -> None:
 
 
 @pytest.fixture
-def overlap(tmp_path: Path) -> tuple[Path, Path]:
-    artifact = demo_copy(OVERLAP, tmp_path)
+def overlap(demo_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    artifact = demo_copy(demo_root, OVERLAP, tmp_path)
     return artifact, gate_params(tmp_path, artifact)
 
 
@@ -316,8 +320,8 @@ def test_overlap_unreadable_file(overlap: tuple[Path, Path]) -> None:
     assert_fails(artifact, params, "readable", "matrices", "demo04.npz")
 
 
-def test_locus_precompute_order_names_an_image_not_kept(tmp_path: Path) -> None:
-    artifact = demo_copy(LOCUS, tmp_path)
+def test_locus_precompute_order_names_an_image_not_kept(demo_root: Path, tmp_path: Path) -> None:
+    artifact = demo_copy(demo_root, LOCUS, tmp_path)
     params = gate_params(tmp_path, artifact)
     assert detect_kind(artifact).name == "overlap"
     assert check(artifact, params)[0] == 0
@@ -365,9 +369,14 @@ def test_list_names_the_new_kinds() -> None:
     ids=["frames-video-list-line", "copydetect-header", "overlap-not-locus-shards"],
 )
 def test_malformed_input_cannot_run(
-    tmp_path: Path, source: Path, kind: str, spoil: Callable[[Path], object], message: str
+    demo_root: Path,
+    tmp_path: Path,
+    source: Path,
+    kind: str,
+    spoil: Callable[[Path], object],
+    message: str,
 ) -> None:
-    artifact = demo_copy(source, tmp_path)
+    artifact = demo_copy(demo_root, source, tmp_path)
     spoil(artifact)
     code, output = check(artifact, gate_params(tmp_path, artifact), "--kind", kind)
     assert code == 2, output
