@@ -211,7 +211,8 @@ def test_copydetect_clean_passes(copydetect: tuple[Path, Path]) -> None:
     twenty = gate_params(artifact.parent, artifact, {**allowed, "copies_per_class": {"equal": 20}})
     code, output = check(artifact, twenty)
     assert code == 1
-    assert "failed copies_per_class: every class has 20 augmented copies" in output
+    assert "failed copies_per_class: every class has the augmented copies declared" in output
+    assert "(equal: 20;" in output
 
 
 def test_copydetect_a_class_with_one_copy_fewer(copydetect: tuple[Path, Path]) -> None:
@@ -360,13 +361,24 @@ def test_list_names_the_new_kinds() -> None:
             "ground_truth.csv:1: the header must be query_id,reference_id",
         ),
         (
-            OVERLAP,
+            FRAMES,
             "overlap",
-            lambda a: (a / INDEX_NAME).write_text("{}"),
-            "a shard folder without img_overlaps samples",
+            lambda a: None,
+            "a shard folder without <scan>/img_overlaps samples",
+        ),
+        (
+            OVERLAP,
+            "frames",
+            lambda a: None,
+            "not a finished folder of the video-frames stage",
         ),
     ],
-    ids=["frames-video-list-line", "copydetect-header", "overlap-not-locus-shards"],
+    ids=[
+        "frames-video-list-line",
+        "copydetect-header",
+        "overlap-on-frame-shards",
+        "frames-on-overlap-folder",
+    ],
 )
 def test_malformed_input_cannot_run(
     demo_root: Path,

@@ -43,7 +43,10 @@ GROUND_TRUTH_COLUMNS = ("listed", "query_present", "reference_present", "consist
 
 def _ground_truth_complete(params: Params) -> list[Expect]:
     return [
-        Expect("ExpectColumnValuesToBeInSet", {"column": column, "value_set": [True]})
+        Expect(
+            "ExpectColumnValuesToBeInSet",
+            {"column": column, "value_set": [True], **mostly_of(params)},
+        )
         for column in GROUND_TRUTH_COLUMNS
     ]
 
@@ -58,8 +61,8 @@ CHECKS: list[Check] = [
     Check(
         "copies_per_class",
         "classes",
-        "every class has {equal} augmented copies besides its reference (None: the recipe's "
-        "count that .run.json records; off without either)",
+        "every class has the augmented copies declared besides its reference (equal: "
+        "{equal}; None: the recipe's count that .run.json records, off without one)",
         {"equal": None, "max_bad_fraction": 0.0},
         _copies_match,
         "copies_match",
@@ -71,7 +74,7 @@ CHECKS: list[Check] = [
         "ground_truth",
         "every copy has its ground-truth line, once, naming images of the shards and its "
         "class's reference",
-        {},
+        {"max_bad_fraction": 0.0},
         _ground_truth_complete,
         "listed",
     ),

@@ -35,6 +35,8 @@ SUFFIX = ".npz"
 LOCUS_SAMPLE = "img_overlaps"  # <scan>/img_overlaps: .npy matrix and .order.txt names
 LOCUS_MATRIX, LOCUS_ORDER = "npy", "order.txt"
 LOCUS_RGB = "rgb"
+LOCUS_FORMAT = "vcat.locus-precompute/"
+RUN_NAME = ".run.json"
 COLUMNS = (
     "item",
     "readable",
@@ -75,13 +77,15 @@ CHECKS: list[Check] = [
 
 
 def _is_locus(artifact: Path) -> bool:
+    """Whether ``artifact`` is a folder of the locus-precompute stage (its ``.run.json`` says
+    so: the index, which may be large, is not read to tell)."""
     if not (artifact / INDEX_NAME).is_file():
         return False
     try:
-        text = (artifact / INDEX_NAME).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        record = json.loads((artifact / RUN_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return False
-    return f'/{LOCUS_SAMPLE}"' in text
+    return isinstance(record, dict) and str(record.get("format", "")).startswith(LOCUS_FORMAT)
 
 
 def detect(artifact: Path) -> bool:
@@ -198,7 +202,7 @@ def _locus_rows(artifact: Path) -> Iterator[tuple]:
 
 def _source(artifact: Path) -> str | None:
     try:
-        return str(json.loads((artifact / ".run.json").read_text("utf-8")).get("source"))
+        return str(json.loads((artifact / RUN_NAME).read_text("utf-8")).get("source"))
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -210,10 +214,13 @@ def profile(
 
     if not artifact.exists():
         raise ProfileError(f"{artifact}: no such file or folder")
-    locus = artifact.is_dir() and _is_locus(artifact)
-    if artifact.is_dir() and not locus and (artifact / INDEX_NAME).exists():
-        raise ProfileError(f"{artifact}: a shard folder without {LOCUS_SAMPLE} samples")
+    locus = artifact.is_dir() and (artifact / INDEX_NAME).exists()
     rows = list(_locus_rows(artifact) if locus else _scene_rows(artifact))
+    if locus and not rows:
+        raise ProfileError(
+            f"{artifact}: a shard folder without <scan>/{LOCUS_SAMPLE} samples, so not an "
+            "output of locus-precompute; give an overlap folder or --kind"
+        )
     frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
     facts = {
         "layout": "locus-precompute" if locus else "overlap",
