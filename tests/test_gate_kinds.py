@@ -134,6 +134,8 @@ def test_frames_a_frame_missing_from_the_shards(frames: tuple[Path, Path]) -> No
     artifact, params = frames
     repack(artifact, lambda s: {k: v for k, v in s.items() if k != f"{VIDEO}/00030"})
     assert_fails(artifact, params, "lists_agree", "videos", VIDEO)
+    result = json.loads((artifact.with_name("demo-video.gate") / "result.json").read_text())
+    assert result["facts"]["disagreements"] == {VIDEO: "the shards hold 59 frame(s), the record 60"}
 
 
 def test_frames_a_video_list_count_off_by_two(frames: tuple[Path, Path]) -> None:

@@ -290,5 +290,13 @@ def profile(
         "frames": int(videos["frames"].sum()),
         "samples_not_frames": strays,
         "duration_from": "source videos" if duration_params.get("videos") else "frame times",
+        # why each disagreeing video disagrees, for the person reading result.json
+        "disagreements": problems(videos, "problem"),
     }
     return Profile(KIND, artifact, found, facts)
+
+
+def problems(table: Any, column: str, limit: int = 100) -> dict[str, str]:
+    """The non-empty ``column`` of up to ``limit`` rows, by item."""
+    found = table.loc[table[column] != "", ["item", column]].head(limit)
+    return {str(item): str(text) for item, text in found.itertuples(index=False)}

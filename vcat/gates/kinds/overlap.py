@@ -227,5 +227,12 @@ def profile(
         "source": None if artifact.is_file() or locus else _source(artifact),
         "matrices": len(frame),
         "images": int(frame["names"].fillna(0).sum()),
+        "problems": _problems(frame),
     }
     return Profile(KIND, artifact, {"matrices": Table(frame, "item")}, facts)
+
+
+def _problems(frame: Any, limit: int = 100) -> dict[str, str]:
+    """What is wrong with up to ``limit`` matrices, by item, for result.json."""
+    found = frame.loc[frame["order_problem"] != "", ["item", "order_problem"]].head(limit)
+    return {str(item): str(text) for item, text in found.itertuples(index=False)}
