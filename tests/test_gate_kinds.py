@@ -173,6 +173,20 @@ def test_frames_a_cut_tail_against_the_source_duration(frames: tuple[Path, Path]
     assert [c["check"] for c in result["checks"] if not c["success"]] == ["frames_match_duration"]
 
 
+def test_frames_a_failed_video_is_no_disagreement(frames: tuple[Path, Path]) -> None:
+    """A video the stage recorded as failed has no frames and no list lines: that agrees (the
+    stage's own threshold judged it); frames of a video without a record do not."""
+    artifact, params = frames
+    failed = {"video": "cut.mp4", "frame_dir": "cut", "failure": "decode_error", "message": "x"}
+    with (artifact / "videos.jsonl").open("a") as records:
+        records.write(json.dumps(failed, separators=(",", ":")) + "\n")
+    code, output = check(artifact, params)
+    assert code == 0, output
+    with (artifact / "frame_list.txt").open("a") as lines:
+        lines.write("stray/00001.jpg\n")
+    assert_fails(artifact, params, "lists_agree", "videos", "stray")
+
+
 def test_frames_without_records_cannot_run(frames: tuple[Path, Path]) -> None:
     artifact, params = frames
     (artifact / "videos.jsonl").unlink()
