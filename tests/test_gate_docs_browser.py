@@ -6,6 +6,9 @@ link to the images table's validation page, and reads that page's DOM after its 
 the ``mean`` column's expectation failed, with its threshold and the black frame's file
 name. The page's CDN links cannot load (every host name is unresolvable), so this is what a
 person sees offline. A screenshot is kept (and copied to ``$VCAT_ARTIFACTS_DIR`` when set).
+
+Two gaps are recorded as strict expected failures: the page does not name the check
+(``not_black``), and offline the index shows no link to the validation pages.
 """
 
 from __future__ import annotations
@@ -99,9 +102,9 @@ def bracketed(text: str, start: int) -> str:
     return text[start:]
 
 
-def validation_page(browser: Chromium, index: Path, asset: str) -> Path:
+def validation_page(index_dom: str, index: Path, asset: str) -> Path:
     """The validation page of ``asset``, by the link the rendered index gives for it."""
-    rows = table_rows(browser.dom(index))
+    rows = table_rows(index_dom)
     pages = [
         str(row["_table_row_link_path"])
         for row in rows
@@ -137,7 +140,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     index = artifact.with_name(artifact.name + ".gate") / "docs" / "index.html"
     assert index.is_file(), result.output
 
-    page = validation_page(browser, index, "images")
+    index_dom = browser.dom(index)
+    page = validation_page(index_dom, index, "images")
     dom = browser.dom(page)
     picture = browser.screenshot(page, work / SCREENSHOT_NAME, *SCREEN)
     kept = os.environ.get(ARTIFACTS_VARIABLE)
@@ -145,7 +149,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         Path(kept).mkdir(parents=True, exist_ok=True)
         shutil.copy2(picture, Path(kept) / SCREENSHOT_NAME)
     text = visible_text(dom)
-    return {"black": black, "text": text, "sections": column_sections(text), "picture": picture}
+    return {
+        "black": black,
+        "text": text,
+        "sections": column_sections(text),
+        "picture": picture,
+        "index_dom": index_dom,
+    }
 
 
 def test_the_page_says_the_validation_failed(rendered: dict[str, object]) -> None:
@@ -179,6 +189,15 @@ def test_the_page_names_the_check(rendered: dict[str, object]) -> None:
     assert isinstance(sections, dict)
     assert "not_black" in sections["mean"]
     assert "not a black frame" in sections["mean"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the index lists validations in a table drawn by bootstrap-table from a CDN: "
+    "offline it shows no link to them (vcat check names the index page, not the failed one)",
+)
+def test_the_index_links_the_validation_offline(rendered: dict[str, object]) -> None:
+    assert re.search(r"<a [^>]*href=\"validations/", str(rendered["index_dom"]))
 
 
 def test_the_screenshot_shows_a_page(rendered: dict[str, object]) -> None:
