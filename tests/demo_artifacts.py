@@ -26,6 +26,7 @@ PREPARED = (
     "data/prepared/copydetect-train/demo-copydetect",
     "data/prepared/overlap/demo-megadepth",
     "data/prepared/overlap/demo-matterport",
+    "data/prepared/locus-precompute/demo-matterport",
 )
 STAGES = (
     "flickr-images",
@@ -35,6 +36,7 @@ STAGES = (
     "path-list",
     "copydetect-train",
     "overlap",
+    "locus-precompute",
 )
 
 

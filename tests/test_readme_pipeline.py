@@ -38,10 +38,17 @@ def project_copy(destination: Path) -> Path:
     return destination
 
 
+#: Sections the example replaces whole (the README says so); in the others it sets the keys shown.
+REPLACED = ("gates",)
+
+
 def set_keys(params_file: Path, changes: dict[str, dict[str, object]]) -> None:
     params = yaml.safe_load(params_file.read_text())
     for section, keys in changes.items():
-        params.setdefault(section, {}).update(keys)
+        if section in REPLACED:
+            params[section] = keys
+        else:
+            params.setdefault(section, {}).update(keys)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -16,20 +16,24 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vcat.audit import AuditError
-from vcat.audit.artifacts import TrainingArtifact, artifact_from_folder, artifact_from_params
-from vcat.audit.leakage import Report, audit
 from vcat.cli.options import CatalogOption, JsonOption
 from vcat.console import fail, stderr, stdout
-from vcat.stage import StageError, default_params_path, merge_conf, read_params_section, write_json
 
-app = typer.Typer(no_args_is_help=True, help="Checks across datasets.")
+if TYPE_CHECKING:  # imported where used: `vcat audit --help` imports none of them
+    from vcat.audit.artifacts import TrainingArtifact
+    from vcat.audit.leakage import Report
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Checks across datasets: `vcat audit leakage` finds held-out scenes and images, or near "
+    "duplicates of them, in training artifacts.",
+)
 
 
 @app.callback()
@@ -57,6 +61,10 @@ def _roots(given: list[str]) -> dict[str, Path]:
 
 def _settings(params: Path | None) -> tuple[Any, dict[str, TrainingArtifact]]:
     """The audit section of the params file: settings, and the training artifacts by name."""
+    from vcat.audit import AuditError
+    from vcat.audit.artifacts import artifact_from_params
+    from vcat.stage import default_params_path, merge_conf, read_params_section
+
     path = params if params is not None else default_params_path()
     if path is None:
         return merge_conf(default_conf, None, origin=SECTION), {}
@@ -77,6 +85,9 @@ def _settings(params: Path | None) -> tuple[Any, dict[str, TrainingArtifact]]:
 
 
 def _chosen(given: list[str], known: dict[str, TrainingArtifact]) -> list[TrainingArtifact]:
+    from vcat.audit import AuditError
+    from vcat.audit.artifacts import artifact_from_folder
+
     if not given:
         return list(known.values())
     chosen = []
@@ -208,11 +219,14 @@ def leakage(
 ) -> None:
     """Check every held-out split of the catalog against training artifacts, by scene and
     image identifiers and by near-duplicate perceptual hash; each hit names both sides."""
+    from vcat.audit import AuditError
     from vcat.audit.hashing import default_jobs
     from vcat.audit.held_out import held_out
+    from vcat.audit.leakage import audit
     from vcat.catalog.loader import load_catalog
     from vcat.problems import CatalogError
     from vcat.project import ProjectNotFound, default_catalog_dir
+    from vcat.stage import StageError, write_json
 
     roots = _roots(root or [])
     try:

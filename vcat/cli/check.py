@@ -67,7 +67,8 @@ def check(
     as_json: JsonOption = False,
     catalog_dir: CatalogOption = None,
 ) -> None:
-    """Profile ARTIFACT, validate it with great-expectations, and report what failed."""
+    """Run a data-quality gate on an artifact: profile it, validate it with great-expectations,
+    list what failed."""
     from vcat.gates.checks import DeclarationError
     from vcat.gates.profile import ProfileError
     from vcat.gates.validate import ValidationError

@@ -23,14 +23,14 @@ from rich.table import Column, Table
 from vcat.catalog.loader import Entry
 from vcat.catalog.schema import DatasetEntry
 from vcat.cli.common import load_entry, remember
-from vcat.cli.manifest import (
+from vcat.cli.options import CatalogOption, JsonOption
+from vcat.cli.trees import (
     NameArgument,
     RootOption,
     WorkersOption,
     dataset_folder,
     hash_progress,
 )
-from vcat.cli.options import CatalogOption, JsonOption
 from vcat.console import fail, stderr, stdout
 from vcat.failures import FailureClass
 from vcat.fetch.integrity import EntryCheck, check_entry
