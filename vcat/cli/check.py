@@ -100,6 +100,10 @@ def check(
     else:
         for line in summary_lines(result, max_items):
             stdout.print(escape(line), highlight=False)
+        failed_tables = {outcome.table for outcome in result.failed}
+        for table, page in result.run.pages.items():
+            if table in failed_tables:
+                stdout.print(f"Data Docs ({table}): {escape(str(page))}", highlight=False)
         if result.run.docs is not None:
             stdout.print(f"Data Docs: {escape(str(result.run.docs))}", highlight=False)
     if not result.success:

@@ -70,6 +70,7 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "rows": profile.rows(),
         "facts": profile.facts,
         "bad_items": len(result.bad_items()),
+        "pages": {table: str(page) for table, page in result.run.pages.items()},
         "checks": [
             {
                 "check": o.check,

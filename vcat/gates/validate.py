@@ -52,6 +52,9 @@ class SuiteRun:
     #: GX's own result of each table, as JSON-ready dicts.
     raw: dict[str, Any]
     docs: Path | None  # the Data Docs index page
+    #: The Data Docs page of each table's validation (the index lists them only online: its
+    #: table is drawn by a script from a CDN).
+    pages: dict[str, Path] = field(default_factory=dict)
 
 
 def _quiet_gx() -> None:
@@ -95,8 +98,12 @@ def _expectation(declared: Declared, index: int) -> Any:
     import great_expectations as gx
 
     spec = declared.check.build(declared.params)[index]
-    meta = {"check": declared.check.name, "notes": declared.check.describe(declared.params)}
-    return getattr(gx.expectations, spec.type)(**spec.kwargs, meta=meta)
+    text = declared.check.describe(declared.params)
+    meta = {"check": declared.check.name, "notes": text}
+    # the Data Docs page shows `description` in place of GX's own sentence; it is a
+    # string.Template, so a `$` in the text is doubled
+    description = f"{declared.check.name}: {text}".replace("$", "$$")
+    return getattr(gx.expectations, spec.type)(**spec.kwargs, meta=meta, description=description)
 
 
 def run_suite(
@@ -147,6 +154,7 @@ def _run_suite(
         actions.append(gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[SITE_NAME]))
     outcomes: list[Outcome] = []
     raw: dict[str, Any] = {}
+    pages: dict[str, Path] = {}
     success = True
     # one checkpoint per table: each is given its own dataframe
     for definition in definitions:
@@ -165,11 +173,21 @@ def _run_suite(
         )
         result = checkpoint.run(batch_parameters={"dataframe": table.frame})
         success = success and bool(result.success)
-        for validation in result.run_results.values():
+        for key, validation in result.run_results.items():
             raw[table_name] = validation.to_json_dict()
             outcomes.extend(_outcomes(table_name, table.item_column, validation.results))
+            if docs is not None:
+                pages[table_name] = _page(context, key)
     index = docs / "index.html" if docs is not None else None
-    return SuiteRun(success, outcomes, raw, index)
+    return SuiteRun(success, outcomes, raw, index, pages)
+
+
+def _page(context: Any, key: Any) -> Path:
+    """The local file of the Data Docs page of the validation result ``key``."""
+    from urllib.parse import unquote, urlsplit
+
+    (site,) = context.get_docs_sites_urls(resource_identifier=key, site_names=[SITE_NAME])
+    return Path(unquote(urlsplit(site["site_url"]).path))
 
 
 def _outcomes(table: str, item_column: str, results: Sequence[Any]) -> list[Outcome]:
