@@ -59,8 +59,9 @@ def _run(args: list[str], cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
 
 
-def build_copy(destination: Path) -> Path:
-    """A copy of the checkout (files git tracks or would add) with the artifacts built."""
+def copy_files(destination: Path) -> Path:
+    """The checkout's files as git sees them (tracked, and new but not ignored), copied to
+    ``destination``."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -73,6 +74,12 @@ def build_copy(destination: Path) -> Path:
             target = destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+    return destination
+
+
+def build_copy(destination: Path) -> Path:
+    """A copy of the checkout with the artifacts built."""
+    copy_files(destination)
     _run(["git", "init", "-q"], destination)
     _run(["vcat", "demo", "build"], destination)
     _run(["dvc", "repro", *STAGES], destination)

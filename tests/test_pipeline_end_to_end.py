@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.demo_artifacts import copy_files
 from vcat.remote import process_is_server, read_state
 
 pytestmark = pytest.mark.slow
@@ -40,18 +41,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
 def copy_checkout(destination: Path, env: dict[str, str]) -> Path:
     """This repository's files as git sees them (tracked and new, not ignored), committed
     in a fresh repository at ``destination``."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        source = REPO / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    copy_files(destination)
     run(["git", "init", "-q"], destination, env)
     run(["git", "add", "-A"], destination, env)
     run(["git", "commit", "-qm", "copy of the project"], destination, env)

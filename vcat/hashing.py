@@ -54,17 +54,7 @@ def open_regular(path: str | Path) -> int:
     mode = os.lstat(path).st_mode  # a device is never opened: opening some has effects
     if not stat.S_ISREG(mode):
         raise NotARegularFile(path, kind_of(mode))
-    try:
-        descriptor = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):  # replaced since by a link or a socket
-            raise NotARegularFile(path, kind_of(os.lstat(path).st_mode)) from None
-        raise
-    mode = os.fstat(descriptor).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(descriptor)
-        raise NotARegularFile(path, kind_of(mode))
-    return descriptor
+    return _open_listed(path)
 
 
 class MultiHasher:
@@ -106,18 +96,19 @@ def hash_file(path: Path, algorithms: Iterable[Algorithm] = ("md5",)) -> dict[Al
 NOT_READ = -1
 
 
-def _open_listed(path: str) -> int:
-    """A read-only descriptor of ``path``, which the caller has just listed as a regular file.
+def _open_listed(path: str | Path) -> int:
+    """A read-only descriptor of ``path``, which the caller has just found a regular file.
 
-    Skips ``open_regular``'s ``lstat``: per file on trees of small photos, every system call
-    and object counts, as each one holds the GIL that the other hashing threads wait for.
-    A path replaced since the listing is still refused: a link fails to open (``O_NOFOLLOW``),
-    a FIFO opens without blocking (``O_NONBLOCK``), and the descriptor must be a regular file.
+    ``hash_paths`` calls it without ``open_regular``'s ``lstat``: per file on trees of small
+    photos, every system call and object counts, as each holds the GIL that the other hashing
+    threads wait for. A path replaced since is still refused: a link fails to open
+    (``O_NOFOLLOW``), a FIFO opens without blocking (``O_NONBLOCK``), and the descriptor must
+    be a regular file.
     """
     try:
         descriptor = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # replaced since by a link or a socket
             raise NotARegularFile(path, kind_of(os.lstat(path).st_mode)) from None
         raise
     mode = os.fstat(descriptor).st_mode
