@@ -173,8 +173,10 @@ def test_a_leaked_held_out_scene_is_reported_with_both_paths(world: Path) -> Non
         assert (hit["entry"], hit["split"], hit["artifact"]) == (ENTRY, "test", "pairs")
         assert hit["item"] == f"{stem} (image {member})"
         assert hit["item_path"] == source
-        assert hit["held_path"] == str(root / "Undistorted_SfM" / source)
-        assert Path(hit["held_path"]).is_file()
+        # the report names paths inside the project relative to it: the same in any checkout
+        held = root / "Undistorted_SfM" / source
+        assert hit["held_path"] == held.relative_to(world).as_posix()
+        assert (world / hit["held_path"]).is_file()
     assert json.loads(metrics.read_text())["hits_scene"] == len(leaked)
     assert "demo04/images/0.jpg" in result.output and "LEAK" in result.output
     as_json = runner.invoke(app, ["leakage", "pairs", "--json"])
@@ -229,9 +231,9 @@ def test_a_resized_re_encoded_held_out_image_is_a_near_duplicate(world: Path) ->
     expected = distance(hash_bytes(held.read_bytes()), hash_bytes(copy))
     assert hit["kind"] == "near-duplicate" and hit["distance"] == expected <= 8
     assert hit["item"] == "b/copy.jpg"
-    assert hit["item_path"] == f"{shards / 'shard-000000.tar'}:b/copy.jpg"
+    assert hit["item_path"] == f"{(shards / 'shard-000000.tar').relative_to(world)}:b/copy.jpg"
     assert hit["held_item"] == "Undistorted_SfM/demo04/images/0.jpg"
-    assert hit["held_path"] == str(held)
+    assert hit["held_path"] == held.relative_to(world).as_posix()
     # imagehash, an independent reader, agrees that they are near
     reference = imagehash.phash(Image.open(held)) - imagehash.phash(Image.open(io.BytesIO(copy)))
     assert reference <= 8

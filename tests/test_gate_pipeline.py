@@ -32,12 +32,12 @@ PIPELINE = {
             "cmd": "vcat stage gate shards --metrics metrics/gate.json",
             "deps": ["data/shards"],
             "params": ["gates.shards"],
-            "outs": ["data/shards.gate"],
+            "outs": ["data/shards.gate/result.json", "data/shards.gate/bad-items.tsv"],
             "metrics": [{"metrics/gate.json": {"cache": False}}],
         },
         "consume": {
             "cmd": "cat data/shards.gate/bad-items.tsv data/shards/index.json > data/consumed.txt",
-            "deps": ["data/shards", "data/shards.gate"],
+            "deps": ["data/shards", "data/shards.gate/bad-items.tsv"],
             "outs": ["data/consumed.txt"],
         },
     }

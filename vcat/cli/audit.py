@@ -247,7 +247,7 @@ def leakage(
             )
     except (AuditError, StageError, ProjectNotFound, CatalogError) as exc:
         fail(str(exc))  # a CatalogError here is the settings file's first problem, with its line
-    document = report.to_json()
+    document = _inside_project(report.to_json())
     if out is not None:
         write_json(out, document)
     if metrics is not None:
@@ -258,3 +258,25 @@ def leakage(
         _print(report)
     if report.hits:
         raise typer.Exit(1)
+
+
+def _inside_project(value: Any) -> Any:
+    """``value`` with every path under the project written relative to it: the report a stage
+    writes is then the same bytes in any checkout of the project."""
+    from vcat.project import ProjectNotFound, find_project_root
+
+    try:
+        prefix = f"{find_project_root()}/"
+    except ProjectNotFound:
+        return value
+
+    def relative(item: Any) -> Any:
+        if isinstance(item, str):
+            return item.removeprefix(prefix)
+        if isinstance(item, list):
+            return [relative(element) for element in item]
+        if isinstance(item, dict):
+            return {key: relative(element) for key, element in item.items()}
+        return item
+
+    return relative(value)

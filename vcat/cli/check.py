@@ -7,7 +7,7 @@ gate by name; otherwise the one whose ``artifact`` is ARTIFACT, if any). The gat
 great-expectations Data Docs (``docs/index.html``).
 
 Exit codes: 0 the gate passed, 1 it failed, 2 it could not run (no such artifact, unknown
-kind or check, unreadable index). ``--json`` prints ``result.json`` without GX's raw results.
+kind or check, unreadable index). ``--json`` prints ``result.json``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,6 @@ def check(
 
     if as_json:
         payload = to_json(result)
-        payload.pop("great_expectations")
         typer.echo(json.dumps(payload, indent=2, default=str))
     else:
         for line in summary_lines(result, max_items):

@@ -3,11 +3,13 @@
 The gate's folder (``<artifact>.gate/`` by default, beside the artifact) holds:
 
 - ``result.json``: ``vcat.gate/1``: the outcome of every check (observed value, failing
-  count and fraction, every failing item) and great-expectations' own results;
+  count and fraction, every failing item): the same bytes for the same artifact and checks;
 - ``bad-items.tsv``: ``table``, ``item``, ``checks`` (comma-separated) for every row that
   failed a check on its rows, whether within the fraction the check allows or not, sorted:
   a following stage can exclude exactly these;
-- ``docs/index.html``: great-expectations' Data Docs, for a person to browse.
+- ``docs/``: great-expectations' Data Docs (``index.html``, a page per table's validation)
+  and its own results (``great_expectations.json``), for a person to browse; they carry run
+  times and ids, so a pipeline tracks only the two files above.
 
 The metrics file holds the numbers ``vcat compare`` shows across commits.
 """
@@ -27,6 +29,7 @@ from vcat.gates.validate import Outcome, SuiteRun
 RESULT_FORMAT = "vcat.gate/1"
 RESULT_NAME = "result.json"
 BAD_ITEMS_NAME = "bad-items.tsv"
+GX_RESULT_NAME = "great_expectations.json"
 BAD_ITEMS_HEADER = "table\titem\tchecks\n"
 
 
@@ -70,7 +73,6 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "rows": profile.rows(),
         "facts": profile.facts,
         "bad_items": len(result.bad_items()),
-        "pages": {table: str(page) for table, page in result.run.pages.items()},
         "checks": [
             {
                 "check": o.check,
@@ -86,7 +88,6 @@ def to_json(result: GateResult) -> dict[str, Any]:
             }
             for o in result.run.outcomes
         ],
-        "great_expectations": result.run.raw,
     }
 
 
@@ -112,6 +113,9 @@ def write_outputs(result: GateResult, folder: Path) -> None:
     """``result.json`` and ``bad-items.tsv`` in ``folder`` (each written whole, then renamed)."""
     folder.mkdir(parents=True, exist_ok=True)
     _write(folder / RESULT_NAME, json.dumps(to_json(result), indent=1, default=str) + "\n")
+    if result.run.docs is not None:
+        raw = json.dumps(result.run.raw, indent=1, default=str) + "\n"
+        _write(result.run.docs.parent / GX_RESULT_NAME, raw)
     rows = (f"{table}\t{item}\t{','.join(checks)}\n" for table, item, checks in result.bad_items())
     _write(folder / BAD_ITEMS_NAME, BAD_ITEMS_HEADER + "".join(rows))
 

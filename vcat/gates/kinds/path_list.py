@@ -2,7 +2,8 @@
 
 Rows of the ``entries`` table, one per path: its 0-based index, length in bytes, the room
 left in its fixed-width field (a memmap path that fills its field may have been cut; text
-lists have no field), and, when the ``present`` check names a ``root``, whether the path is
+lists have no field; a bare ``.memmap`` records no width: the ``not_cut`` check's ``width``
+gives it, 120 by default), and, when the ``present`` check names a ``root``, whether the path is
 there: a file under a folder, or a member ``<key>.<ext>`` of a shard folder (``index.json``).
 Memmaps are read in blocks, never whole.
 """
@@ -58,7 +59,7 @@ CHECKS: list[Check] = [
     ),
     values_between(
         "not_cut", "entries", "room", "no memmap path fills its whole field (it may be cut)",
-        low="min_room", high=None, defaults={"min_room": 1},
+        low="min_room", high=None, defaults={"min_room": 1, "width": DEFAULT_WIDTH},
     ),
     Check(
         "present", "entries", "every path is in {root}", {"root": None, "max_bad_fraction": 0.0},
@@ -73,8 +74,9 @@ def detect(artifact: Path) -> bool:
     return artifact.suffix in (".memmap", *TEXT_SUFFIXES)
 
 
-def _memmap_of(artifact: Path) -> tuple[Path, int] | None:
-    """The memmap file and its width, or None for a text list."""
+def _memmap_of(artifact: Path, width: int) -> tuple[Path, int] | None:
+    """The memmap file and its width (a list folder's own; ``width`` for a bare ``.memmap``,
+    which does not record it), or None for a text list."""
     if artifact.is_dir():
         meta = read_meta(artifact)
         if meta is None:
@@ -84,7 +86,7 @@ def _memmap_of(artifact: Path) -> tuple[Path, int] | None:
             )
         return artifact / str(meta["files"]["paths"]), int(meta["width"])
     if artifact.suffix == ".memmap":
-        return artifact, DEFAULT_WIDTH
+        return artifact, width
     return None
 
 
@@ -140,7 +142,9 @@ def profile(
         raise ProfileError(f"{artifact}: no such file or folder")
     root_param = (params or {}).get("present", {}).get("root")
     present = _is_present(Path(root_param) if root_param else None)
-    memmap = _memmap_of(artifact)
+    memmap = _memmap_of(
+        artifact, int((params or {}).get("not_cut", {}).get("width", DEFAULT_WIDTH))
+    )
     entries = _memmap_paths(*memmap) if memmap else _text_paths(artifact)
     rows = []
     for index, (raw, room) in enumerate(entries):
