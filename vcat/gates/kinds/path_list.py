@@ -28,8 +28,8 @@ from vcat.gates.checks import (
 )
 from vcat.gates.kinds.images import load_index
 from vcat.gates.profile import Profile, ProfileError, Table
-from vcat.lists.layout import META_NAME, read_meta
-from vcat.lists.memmap import DEFAULT_WIDTH
+from vcat.lists.layout import META_NAME
+from vcat.lists.memmap import DEFAULT_WIDTH, PathList, PathListError
 from vcat.regular import NotRegularFile, open_regular
 from vcat.shards import INDEX_NAME
 
@@ -77,30 +77,19 @@ def detect(artifact: Path) -> bool:
 def _memmap_of(artifact: Path, width: int) -> tuple[Path, int] | None:
     """The memmap file and its width (a list folder's own; ``width`` for a bare ``.memmap``,
     which does not record it), or None for a text list."""
-    if artifact.is_dir():
-        meta = read_meta(artifact)
-        if meta is None:
-            raise ProfileError(
-                f"{artifact}: no finished {META_NAME}; is it a list folder of the path-list "
-                "stage, and did that run finish?"
-            )
-        return artifact / str(meta["files"]["paths"]), int(meta["width"])
-    if artifact.suffix == ".memmap":
-        return artifact, width
-    return None
+    if not (artifact.is_dir() or artifact.suffix == ".memmap"):
+        return None
+    try:
+        listed = PathList(artifact, None if artifact.is_dir() else width)
+    except (PathListError, OSError) as exc:
+        raise ProfileError(str(exc)) from None
+    return listed.path, listed.width
 
 
 def _memmap_paths(path: Path, width: int) -> Iterator[tuple[bytes, int]]:
-    """Each entry of the memmap without its padding, and its room left."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read it ({exc.strerror})") from None
-    if size % width:
-        raise ProfileError(
-            f"{path}: {size:,} bytes is not a whole number of {width}-byte paths; is it a "
-            "path list of this width?"
-        )
+    """Each entry of the memmap (``PathList`` checked its size) without its padding, and its
+    room left."""
+    size = path.stat().st_size
     entries = np.memmap(path, dtype=f"S{width}", mode="r") if size else np.array([], f"S{width}")
     for start in range(0, len(entries), BLOCK_ENTRIES):
         for raw in entries[start : start + BLOCK_ENTRIES].tolist():
