@@ -1,6 +1,6 @@
 """Manifest hashing against GNU md5sum run N at a time by xargs, measured in one run.
 
-    python bench/verify.py [--gb 1] [--quick] [--repeat N]
+    python bench/verify.py [--gb 1] [--quick] [--repeat N] [--commands-only]
 
 Creates, in a temporary folder from a seeded generator, three sets:
 
@@ -29,7 +29,9 @@ same with the CPU seconds spent (ours and md5sum's processes): it hardly moves w
 programs share the cores, so it says whether a poor wall-clock figure is ours or theirs.
 The page cache cannot be dropped here, so every file is read once before timing and all runs
 read from memory: the figures compare hashing and per-file overhead, not disks. Each timing
-is the best of --repeat runs, and every digest is checked against md5sum's.
+is the best of --repeat rounds, each round running every row once in turn (a slower spell
+of a shared machine then falls on the reference and on ours alike), and every digest is
+checked against md5sum's.
 """
 
 from __future__ import annotations
@@ -125,49 +127,61 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def best(repeat: int, run: Callable[[], object], label: tuple[str, int]) -> tuple[float, object]:
-    times, cpu, result = [], [], None
+Label = tuple[str, int]  # (what, N)
+
+
+def best_of_rounds(
+    repeat: int, runs: dict[Label, Callable[[], object]]
+) -> dict[Label, tuple[float, object]]:
+    """The best time (and last result) of each run over ``repeat`` rounds.
+
+    Each round runs every one once, in turn, so that a slower spell of the machine (a
+    neighbour on a shared host, a clock change) falls on all of them alike instead of on
+    whichever was being timed then.
+    """
+    times: dict[Label, list[float]] = {label: [] for label in runs}
+    cpu: dict[Label, list[float]] = {label: [] for label in runs}
+    results: dict[Label, object] = {}
     for _ in range(repeat):
-        started, started_cpu = time.perf_counter(), cpu_seconds()
-        result = run()
-        times.append(time.perf_counter() - started)
-        cpu.append(cpu_seconds() - started_cpu)
-    CPU[label] = min(cpu)
-    return min(times), result
+        for label, run in runs.items():
+            started, started_cpu = time.perf_counter(), cpu_seconds()
+            results[label] = run()
+            times[label].append(time.perf_counter() - started)
+            cpu[label].append(cpu_seconds() - started_cpu)
+    CPU.update({label: min(seconds) for label, seconds in cpu.items()})
+    return {label: (min(times[label]), results[label]) for label in runs}
 
 
 def measure(files: FileSet, out: Path, repeat: int, cores: int) -> list[tuple[str, int, float]]:
     """Rows of (what, N, seconds)."""
     warm(files.files)
-    rows: list[tuple[str, int, float]] = []
-    reference: object = None
-    for workers in sorted({1, cores}):
-        elapsed, reference = best(
-            repeat, lambda w=workers: xargs_md5sum(files, w), ("xargs -P N md5sum", workers)
+    counts = sorted({1, cores})
+    reference = xargs_md5sum(files, 1)
+    manifest = out / f"{files.name}.tsv"
+    build_manifest(files.root, manifest, workers=1)  # what verify checks against
+    runs: dict[Label, Callable[[], object]] = {}
+    for workers in counts:
+        runs[("xargs -P N md5sum", workers)] = lambda w=workers: xargs_md5sum(files, w)
+    for workers in counts:
+        target = out / f"{files.name}-{workers}.tsv"
+        runs[("build", workers)] = lambda m=target, w=workers: build_manifest(
+            files.root, m, workers=w
         )
-        rows.append(("xargs -P N md5sum", workers, elapsed))
-    for workers in sorted({1, cores}):
-        manifest = out / f"{files.name}-{workers}.tsv"
-        elapsed, _ = best(
-            repeat,
-            lambda m=manifest, w=workers: build_manifest(files.root, m, workers=w),
-            ("build", workers),
+    for workers in counts:
+        runs[("verify", workers)] = lambda w=workers: check_manifest(
+            files.root, manifest, workers=w
         )
-        rows.append(("build", workers, elapsed))
-        ours = {str(files.root / r.path): r.digest for r in read_manifest(manifest).records}
-        if ours != reference:
+    timed = best_of_rounds(repeat, runs)
+    for workers in counts:
+        if timed[("xargs -P N md5sum", workers)][1] != reference:
+            sys.exit(f"xargs -P {workers} md5sum: digests differ from one md5sum's")
+        built = read_manifest(out / f"{files.name}-{workers}.tsv").records
+        if {str(files.root / r.path): r.digest for r in built} != reference:
             sys.exit(f"build with {workers} worker(s): digests differ from md5sum's")
-    manifest = out / f"{files.name}-1.tsv"
-    for workers in sorted({1, cores}):
-        elapsed, checked = best(
-            repeat,
-            lambda w=workers: check_manifest(files.root, manifest, workers=w),
-            ("verify", workers),
-        )
+        checked = timed[("verify", workers)][1]
         if not checked.ok or checked.counts["ok"] != len(files.files):
             sys.exit(f"verify with {workers} worker(s) did not pass every file")
-        rows.append(("verify", workers, elapsed))
-    return rows
+    return [(what, n, seconds) for (what, n), (seconds, _) in timed.items()]
 
 
 def measure_commands(
@@ -175,25 +189,20 @@ def measure_commands(
 ) -> list[tuple[str, int, float]]:
     """Rows of (what, N, seconds) for the commands over ``tree``, start-up included."""
     warm(tree.files)
-    rows: list[tuple[str, int, float]] = []
     manifest = out / "tree.tsv"
+    runs: dict[Label, Callable[[], object]] = {}
     for workers in sorted({1, cores}):
-        elapsed, _ = best(
-            repeat, lambda w=workers: xargs_md5sum(tree, w), ("xargs -P N md5sum", workers)
-        )
-        rows.append(("xargs -P N md5sum", workers, elapsed))
+        runs[("xargs -P N md5sum", workers)] = lambda w=workers: xargs_md5sum(tree, w)
         build = [VCAT, "manifest", "build", "bench", "--root", str(tree.root)]
         build += ["--out", str(manifest), "--workers", str(workers)]
         verify = [VCAT, "verify", "bench", "--root", str(tree.root)]
         verify += ["--manifest", str(manifest), "--workers", str(workers)]
         for what, command in (("vcat manifest build", build), ("vcat verify --manifest", verify)):
-            elapsed, _ = best(
-                repeat,
-                lambda c=command: subprocess.run(c, capture_output=True, check=True),
-                (what, workers),
+            runs[(what, workers)] = lambda c=command: subprocess.run(
+                c, capture_output=True, check=True
             )
-            rows.append((what, workers, elapsed))
-    return rows
+    timed = best_of_rounds(repeat, runs)
+    return [(what, n, seconds) for (what, n), (seconds, _) in timed.items()]
 
 
 def report(files: FileSet, rows: list[tuple[str, int, float]]) -> list[float]:
@@ -230,6 +239,9 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0, help="size of the tree, GB (default 1)")
     parser.add_argument("--quick", action="store_true", help="a 64 MB tree, for a smoke run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (best kept)")
+    parser.add_argument(
+        "--commands-only", action="store_true", help="time only the commands on the whole tree"
+    )
     args = parser.parse_args()
     for tool in ("md5sum", "xargs"):
         if shutil.which(tool) is None:
@@ -257,8 +269,9 @@ def main() -> None:
         sets = [
             make_large(base / "tree" / "large", large_count, large_size, rng),
             make_small("small", base / "tree" / "small", small_count, rng),
-            make_small("1,000 small", base / "thousand", 1_000, rng),
         ]
+        if not args.commands_only:
+            sets.append(make_small("1,000 small", base / "thousand", 1_000, rng))
         tree = FileSet(
             "whole tree (large + small)",
             base / "tree",
@@ -267,13 +280,13 @@ def main() -> None:
         )
         print(
             f"created {sum(len(s.files) for s in sets):,} files in {base} "
-            f"({time.perf_counter() - started:.0f} s); {cores} cores; best of {args.repeat} runs"
+            f"({time.perf_counter() - started:.0f} s); {cores} cores; best of {args.repeat} rounds"
         )
         print("page cache: every file is read once before timing, so all runs hash from memory")
         out = base / "manifests"
         out.mkdir()
         ratios = []
-        for files in sets:
+        for files in [] if args.commands_only else sets:
             ratios += report(files, measure(files, out, args.repeat, cores))
         print("\nthe commands, start-up included:")
         ratios += report(tree, measure_commands(tree, out, args.repeat, cores))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -49,3 +50,11 @@ def display_path(path: Path, relative_to: Path | None = None) -> str:
     if path.is_absolute() and path.is_relative_to(base):
         return os.path.relpath(path, base)
     return str(path)
+
+
+def format_location(loc: Iterable[str | int]) -> str:
+    """``('sources', 2, 'url')`` -> ``sources[2].url``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text

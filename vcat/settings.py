@@ -31,9 +31,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vcat.catalog.files import ENTRY_NAME_PATTERN
-from vcat.catalog.loader import format_location
 from vcat.catalog.yaml_source import load_yaml
-from vcat.problems import CatalogError, Problem, Severity
+from vcat.problems import CatalogError, Problem, Severity, format_location
 from vcat.project import find_project_root
 from vcat.secret_files import write_private
 

@@ -22,10 +22,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
-from vcat.catalog.loader import format_location
 from vcat.catalog.schema import ENTRY_MODELS, KIND_FOLDERS
 from vcat.catalog.yaml_source import Location, parse_yaml
-from vcat.problems import CatalogError
+from vcat.problems import CatalogError, format_location
 
 #: The order of a source's keys in the catalog; a new key goes after those before it here.
 SOURCE_KEY_ORDER = (

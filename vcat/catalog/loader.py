@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -31,7 +31,7 @@ from vcat.catalog.schema import (
 )
 from vcat.catalog.values import unsafe_values
 from vcat.catalog.yaml_source import LineMap, Location, load_yaml
-from vcat.problems import CatalogError, Problem, Severity
+from vcat.problems import CatalogError, Problem, Severity, format_location
 
 ENTRY_SUFFIX = ENTRY_SUFFIXES[0]
 
@@ -257,14 +257,6 @@ def describe(error: Any) -> str:
         return f"missing required key {str(loc[-1])!r}" + (f" in {parent}" if parent else "")
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
-
-
-def format_location(loc: Iterable[str | int]) -> str:
-    """``('sources', 2, 'url')`` -> ``sources[2].url``."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
 
 
 @cache

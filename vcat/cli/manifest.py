@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
 
-from vcat.cli.common import load_entry
+from vcat.cli.entry_check import entry_checked
 from vcat.cli.options import CatalogOption, JsonOption
 from vcat.cli.trees import (
     NameArgument,
@@ -34,8 +35,10 @@ from vcat.project import ProjectNotFound, find_project_root
 from vcat.verify.manifest import (
     ManifestError,
     TreeError,
-    build_manifest,
+    check_destination,
     default_manifest_name,
+    manifest_of,
+    write_manifest,
 )
 
 BUILD_FORMAT = "vcat.manifest.build/1"
@@ -78,18 +81,21 @@ def build(
     The manifest lists each file's digest, size and path, sorted; `vcat verify NAME
     --manifest M` checks a copy against it. Format: docs/cli-json.md.
     """
-    load_entry(name, catalog_dir)
-    folder, _ = dataset_folder(name, root)
-    target = out if out is not None else _default_out(name, algorithm)
-    started = time.perf_counter()
-    try:
-        with hash_progress("hashing") as progress:
-            written = build_manifest(folder, target, algorithm, workers, progress)
-    except (ManifestError, TreeError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot read {exc.filename}: {exc.strerror}")
-    seconds = time.perf_counter() - started
+    with entry_checked(name, catalog_dir) as check:
+        folder, _ = dataset_folder(name, root, check.result)
+        target = out if out is not None else _default_out(name, algorithm, check.fail)
+        started = time.perf_counter()
+        try:
+            check_destination(target, folder)
+            with hash_progress("hashing", check.poll) as progress:
+                written = manifest_of(folder, target, algorithm, workers, progress)
+            check.result()
+            write_manifest(written, target)
+        except (ManifestError, TreeError) as exc:
+            check.fail(str(exc))
+        except OSError as exc:
+            check.fail(f"cannot read {exc.filename}: {exc.strerror}")
+        seconds = time.perf_counter() - started
     total = sum(record.size for record in written.records)
     if as_json:
         payload = {
@@ -112,7 +118,7 @@ def build(
     )
 
 
-def _default_out(name: str, algorithm: str) -> Path:
+def _default_out(name: str, algorithm: str, fail: Callable[[str], NoReturn] = fail) -> Path:
     try:
         project = find_project_root()
     except ProjectNotFound:

@@ -3,7 +3,7 @@ workers option, finding a dataset's folder, and the hashing progress bars."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -33,8 +33,14 @@ WorkersOption = Annotated[
 ]
 
 
-def dataset_folder(name: str, given: Path | None) -> tuple[Path, bool]:
-    """The root to check and whether it was given on the command line."""
+def dataset_folder(
+    name: str, given: Path | None, before_failing: Callable[[], object] | None = None
+) -> tuple[Path, bool]:
+    """The root to check and whether it was given on the command line.
+
+    Exits 2 when none is known or the settings are invalid, after ``before_failing`` (the
+    entry's verdict: an invalid entry is the error reported).
+    """
     if given is not None:
         return given, True
     from vcat.settings import default_root, load_settings
@@ -42,6 +48,8 @@ def dataset_folder(name: str, given: Path | None) -> tuple[Path, bool]:
     try:
         remembered = load_settings().roots.get(name)
     except CatalogError as exc:
+        if before_failing is not None:
+            before_failing()
         print_problems(exc)
         raise typer.Exit(2) from None
     except ProjectNotFound:
@@ -54,6 +62,8 @@ def dataset_folder(name: str, given: Path | None) -> tuple[Path, bool]:
         fallback = None
     if fallback is not None and fallback.is_dir():
         return fallback, False
+    if before_failing is not None:
+        before_failing()
     fail(
         f"no root is known for {name!r}: pass --root DIR, the folder that holds its data "
         "(vcat remembers it once the check passes)"
@@ -61,8 +71,14 @@ def dataset_folder(name: str, given: Path | None) -> tuple[Path, bool]:
 
 
 @contextmanager
-def hash_progress(verb: str) -> Iterator[ProgressCallback]:
-    """Two bars on stderr, files and bytes, fed by the hashing progress callback."""
+def hash_progress(
+    verb: str, interrupt: Callable[[], None] | None = None
+) -> Iterator[ProgressCallback]:
+    """Two bars on stderr, files and bytes, fed by the hashing progress callback.
+
+    ``interrupt`` is called at every update, about ten times a second; an exception it raises
+    stops the hashing (``EntryCheck.poll`` ends it when the entry turns out invalid).
+    """
     with stderr_bars(
         TextColumn("{task.description:>13}"),
         BarColumn(),
@@ -74,6 +90,8 @@ def hash_progress(verb: str) -> Iterator[ProgressCallback]:
         data = bars.add_task("bytes", total=None, detail="")
 
         def update(state: HashProgress) -> None:
+            if interrupt is not None:
+                interrupt()
             bars.update(
                 files,
                 completed=state.files_done,

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Column, Table
 
-from vcat.catalog.loader import Entry
-from vcat.catalog.schema import DatasetEntry
 from vcat.cli.common import load_entry, remember
+from vcat.cli.entry_check import entry_checked
 from vcat.cli.options import CatalogOption, JsonOption
 from vcat.cli.trees import (
     NameArgument,
@@ -33,10 +31,8 @@ from vcat.cli.trees import (
 )
 from vcat.console import fail, stderr, stdout
 from vcat.failures import FailureClass
-from vcat.fetch.integrity import EntryCheck, check_entry
-from vcat.fetch.workspace import Workspace
-from vcat.problems import display_path
-from vcat.verify.layout import LayoutReport, NoLayout, RuleStatus, check_layout
+from vcat.problems import CatalogError, display_path
+from vcat.project import ProjectNotFound
 from vcat.verify.manifest import (
     CHECK_ADVICE,
     STATUSES,
@@ -47,6 +43,11 @@ from vcat.verify.manifest import (
     TreeError,
     check_manifest,
 )
+
+if TYPE_CHECKING:  # the layout and fetch checks (and the schema) load only for a tree check
+    from vcat.catalog.loader import Entry
+    from vcat.fetch.integrity import EntryCheck
+    from vcat.verify.layout import LayoutReport
 
 LAYOUT_FORMAT = "vcat.verify.layout/1"
 MANIFEST_FORMAT = "vcat.verify.manifest/1"
@@ -60,6 +61,8 @@ def _remember(name: str, root: Path, given: bool, passed: bool) -> bool:
 
 
 def _access(entry: Entry) -> dict[str, Any] | None:
+    from vcat.catalog.schema import DatasetEntry
+
     spec = entry.spec
     if not isinstance(spec, DatasetEntry):
         return None
@@ -70,11 +73,10 @@ def _access(entry: Entry) -> dict[str, Any] | None:
     }
 
 
-def _print_access(entry: Entry) -> None:
-    access = _access(entry)
+def _print_access(name: str, access: dict[str, Any] | None) -> None:
     if access is None:
         return
-    stderr.print(f"\n[bold]How to obtain {entry.name}[/bold] (access: {access['kind']})")
+    stderr.print(f"\n[bold]How to obtain {name}[/bold] (access: {access['kind']})")
     if access["instructions"]:
         from rich.markdown import Markdown
 
@@ -82,7 +84,7 @@ def _print_access(entry: Entry) -> None:
     if access["url"]:
         stderr.print(f"See {access['url']}", markup=False, highlight=False)
     if access["kind"] == "public":
-        stderr.print(f"`vcat fetch {entry.name}` downloads its sources.", markup=False)
+        stderr.print(f"`vcat fetch {name}` downloads its sources.", markup=False)
 
 
 def verify(
@@ -123,12 +125,12 @@ def verify(
     page. Exits 0 when the data passes, 1 when not, 2 when the check cannot run. A --root
     that passes is remembered for later commands and pipeline stages.
     """
+    if manifest is not None:
+        _verify_manifest(name, catalog_dir, root, manifest, workers, as_json)
+        return
     entry = load_entry(name, catalog_dir)
     folder, given = dataset_folder(name, root)
-    if manifest is not None:
-        _verify_manifest(entry, folder, given, manifest, workers, as_json)
-    else:
-        _verify_tree(entry, folder, given, strict, "full" if full else "changed", workers, as_json)
+    _verify_tree(entry, folder, given, strict, "full" if full else "changed", workers, as_json)
 
 
 def _verify_tree(
@@ -140,10 +142,13 @@ def _verify_tree(
     workers: int | None,
     as_json: bool,
 ) -> None:
+    from vcat.catalog.schema import DatasetEntry
+    from vcat.verify.layout import NoLayout, check_layout
+
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is not a folder"
         stderr.print(f"[red]error:[/red] {escape(str(root))} {what}", highlight=False)
-        _print_access(entry)
+        _print_access(entry.name, _access(entry))
         raise typer.Exit(1)
     files = _check_fetched(entry, root, mode, workers)
     report = None
@@ -170,12 +175,15 @@ def _verify_tree(
             _print_layout(entry, report, layout_passed)
         _print_fetched(entry, root, files)
     if not passed:
-        _print_access(entry)
+        _print_access(entry.name, _access(entry))
         raise typer.Exit(1)
 
 
 def _check_fetched(entry: Entry, root: Path, mode: CheckMode, workers: int | None) -> EntryCheck:
     """The files of the entry's sources as its fetches recorded them (see ``check_entry``)."""
+    from vcat.fetch.integrity import check_entry
+    from vcat.fetch.workspace import Workspace
+
     try:
         with hash_progress("checking") as progress:
             return check_entry(
@@ -279,15 +287,17 @@ def _layout_json(
     }
 
 
-_STATUS_STYLE = {
-    RuleStatus.OK: "[green]ok[/green]",
-    RuleStatus.MISSING: "[red]missing[/red]",
-    RuleStatus.TOO_FEW: "[red]too few[/red]",
-    RuleStatus.TOO_MANY: "[red]too many[/red]",
+_STATUS_STYLE = {  # by RuleStatus
+    "ok": "[green]ok[/green]",
+    "missing": "[red]missing[/red]",
+    "too_few": "[red]too few[/red]",
+    "too_many": "[red]too many[/red]",
 }
 
 
 def _print_layout(entry: Entry, report: LayoutReport, passed: bool) -> None:
+    from rich.table import Column, Table
+
     source = "layout" if report.derived_from == "layout" else "sources (the entry has no layout)"
     stdout.print(
         f"[bold]{entry.name}[/bold] at {escape(display_path(report.root.resolve()))}: "
@@ -348,31 +358,53 @@ def _nested_root_hint(report: LayoutReport) -> str | None:
 
 
 def _verify_manifest(
-    entry: Entry, root: Path, given: bool, manifest: Path, workers: int | None, as_json: bool
+    name: str,
+    catalog_dir: Path | None,
+    root: Path | None,
+    manifest: Path,
+    workers: int | None,
+    as_json: bool,
 ) -> None:
-    try:
-        with hash_progress("checking") as progress:
-            report = check_manifest(root, manifest, workers, progress)
-    except ManifestError as exc:
-        fail(str(exc))
-    except TreeError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot read {exc.filename}: {exc.strerror}")
-    remembered = _remember(entry.name, root, given, report.ok)
+    """The manifest check, hashing while the entry is checked beside it (``entry_checked``)."""
+    with entry_checked(name, catalog_dir, _manifest_facts) as check:
+        folder, given = dataset_folder(name, root, check.result)
+        try:
+            with hash_progress("checking", check.poll) as progress:
+                report = check_manifest(folder, manifest, workers, progress)
+        except (ManifestError, TreeError) as exc:
+            check.fail(str(exc))
+        except OSError as exc:
+            check.fail(f"cannot read {exc.filename}: {exc.strerror}")
+        facts = check.result()
+    known = facts["root"] == str(folder.resolve())
+    remembered = not known and _remember(name, folder, given, report.ok)
     if as_json:
-        typer.echo(json.dumps(_manifest_json(entry, report, remembered), indent=2))
+        typer.echo(json.dumps(_manifest_json(name, facts, report, remembered), indent=2))
     else:
-        _print_manifest(entry, report)
+        _print_manifest(name, report)
     if not report.ok:
-        _print_access(entry)
+        _print_access(name, facts["access"])
         raise typer.Exit(1)
 
 
-def _manifest_json(entry: Entry, report: ManifestReport, remembered: bool) -> dict[str, Any]:
+def _manifest_facts(entry: Entry) -> dict[str, Any]:
+    """What the manifest check needs of the entry: how to obtain it, and its remembered root
+    (settings that cannot be read are reported when a root is to be remembered)."""
+    from vcat.settings import load_settings
+
+    try:
+        root = load_settings().roots.get(entry.name)
+    except (CatalogError, ProjectNotFound):
+        root = None
+    return {"access": _access(entry), "root": root}
+
+
+def _manifest_json(
+    name: str, facts: dict[str, Any], report: ManifestReport, remembered: bool
+) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
-        "name": entry.name,
+        "name": name,
         "root": display_path(report.root.resolve()),
         "manifest": display_path(report.manifest.resolve()),
         "algorithm": report.algorithm,
@@ -382,7 +414,7 @@ def _manifest_json(entry: Entry, report: ManifestReport, remembered: bool) -> di
         "failures": [_failure_json(f) for f in report.failures],
         "advice": {str(c): CHECK_ADVICE[c] for c in STATUSES[1:] if report.counts[c]},
         "remembered": remembered,
-        "access": _access(entry),
+        "access": facts["access"],
     }
 
 
@@ -398,10 +430,10 @@ def _failure_json(failure: FileResult) -> dict[str, Any]:
     }
 
 
-def _print_manifest(entry: Entry, report: ManifestReport) -> None:
+def _print_manifest(name: str, report: ManifestReport) -> None:
     total = sum(report.counts.values())
     stdout.print(
-        f"[bold]{entry.name}[/bold] at {escape(display_path(report.root.resolve()))}: "
+        f"[bold]{name}[/bold] at {escape(display_path(report.root.resolve()))}: "
         f"{total:,} files checked against {escape(display_path(report.manifest.resolve()))} "
         f"({report.algorithm}, {report.bytes_hashed:,} bytes hashed)",
         highlight=False,

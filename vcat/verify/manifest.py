@@ -463,13 +463,34 @@ def build_manifest(
 ) -> Manifest:
     """Hash every file under ``root`` and write the manifest to ``out`` atomically.
 
-    ``out`` must not lie inside ``root``. Symbolic links are recorded as links. Raises
-    ``TreeError`` when the tree cannot be listed or holds a FIFO, socket or device (named;
-    none is opened), ``OSError`` when a file cannot be read, and ``ManifestError`` when a
-    file changes while it is hashed.
+    ``out`` must not lie inside ``root`` (``check_destination``); the rest is
+    ``manifest_of``'s, whose errors this raises too.
     """
+    check_destination(out, root)
+    manifest = manifest_of(root, out, algorithm, workers, progress)
+    write_manifest(manifest, out)
+    return manifest
+
+
+def check_destination(out: Path, root: Path) -> None:
+    """Raise ``ManifestError`` when a manifest at ``out`` would lie inside ``root``."""
     if _is_inside(out, root):
         raise ManifestError(out, None, f"the manifest must not be written inside {root}")
+
+
+def manifest_of(
+    root: Path,
+    out: Path,
+    algorithm: str = "md5",
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> Manifest:
+    """The manifest of every file under ``root``, to be written to ``out`` (named in errors).
+
+    Symbolic links are recorded as links. Raises ``TreeError`` when the tree cannot be listed
+    or holds a FIFO, socket or device (named; none is opened), ``OSError`` when a file cannot
+    be read, and ``ManifestError`` when a file changes while it is hashed.
+    """
     listing = list_tree(root)
     if listing.others:
         raise TreeError(
@@ -498,9 +519,7 @@ def build_manifest(
                 "build the manifest when nothing is writing to the tree",
             )
         records.append(ManifestRecord(path, size, digest.hex()))
-    manifest = Manifest(algorithm, sorted(records))
-    write_manifest(manifest, out)
-    return manifest
+    return Manifest(algorithm, sorted(records))
 
 
 def write_manifest(manifest: Manifest, out: Path) -> None:
