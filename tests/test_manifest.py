@@ -256,6 +256,70 @@ def test_malformed_manifest_names_file_and_line(
     assert str(caught.value).startswith(f"{path}:{line}: ")
 
 
+def _parse_lines(path: Path) -> manifest_module.Manifest:
+    with path.open("rb") as stream:
+        return manifest_module._parse(path, manifest_module._lines(path, stream))
+
+
+def test_the_bulk_parse_reads_what_the_line_parse_reads(tmp_path: Path) -> None:
+    """Manifests with one defect or oddity each, at a random line: read_manifest (bulk when it
+    can) gives the records or the error, line included, that the line-by-line parse gives."""
+    rng = random.Random(11)
+    digest = "d41d8cd98f00b204e9800998ecf8427e"
+    lines = [f"{md5(str(i).encode())}\t{i * 7}\tdir{i % 3}/f{i}.bin\n" for i in range(40)]
+    oddities = [
+        "# a comment\n",
+        "\n",
+        f"{digest.upper()}\t0\tupper.bin\n",
+        f"{digest}\t0\tback\\\\slash\n",
+        f"{digest}\t0\ttab\\there\n",
+        "symlink\tf0.bin\tlink\n",
+        f"{digest}\t0\tCRLF\r\n",
+        f"zz{digest}\t0\tprefixed\n",
+        f"{digest}\t0\t/abs\n",
+        f"{digest}\t0\ta//b\n",
+        f"{digest}\t0\ta/./b\n",
+        f"{digest}\t0\ta/../b\n",
+        f"{digest}\t0\ta/\n",
+        f"{digest}\t0\t.\n",
+        f"{digest}\t0\t..\n",
+        f"{digest}\t0\t./a\n",
+        f"{digest}\t0\ta/..\n",
+        f"{digest}\t0\tdir0/.hidden\n",
+        f"{digest}\t0\t.hidden\n",
+        f"{digest}\t0\ta..b/c.\n",
+        f"{digest}\t0\tdir0/f0.bin\n",  # a duplicate
+        f"{digest}\t0x1\thex-size\n",
+        f"{digest}\t0\tnul\x00\n",
+        f"{digest}\t0\tcafé\n",
+        f"{digest}\t0\ttwo\tfields-too-many\n",
+    ]
+    cases = 0
+    for oddity in oddities:
+        for files_field in ("", " files=41", " files=40"):
+            body = list(lines)
+            body.insert(rng.randrange(len(body) + 1), oddity)
+            text = f"# vcat-manifest 1 algorithm=md5{files_field}\n" + "".join(body)
+            for ending in ("", "last line without a newline"):
+                path = tmp_path / f"case-{cases}.tsv"
+                path.write_text(text + (f"{digest}\t0\tno-newline" if ending else ""))
+                cases += 1
+                try:
+                    expected: object = _parse_lines(path)
+                except ManifestError as exc:
+                    expected = (exc.line, str(exc))
+                try:
+                    got: object = read_manifest(path)
+                except ManifestError as exc:
+                    got = (exc.line, str(exc))
+                assert got == expected, (oddity, files_field, ending)
+    assert cases == len(oddities) * 6
+    # the usual manifest, and paths that only look odd, do take the bulk parse
+    for oddity in ("", f"{digest}\t0\tdir0/.hidden\n", f"{digest}\t0\ta..b/c.\n"):
+        data = ("# vcat-manifest 1 algorithm=md5\n" + "".join(lines) + oddity).encode()
+        assert manifest_module._parse_bulk(tmp_path / "m.tsv", data) is not None
+
+
 def test_undecodable_and_broken_gzip_manifests(tmp_path: Path) -> None:
     path = tmp_path / "bad.tsv"
     path.write_bytes(
