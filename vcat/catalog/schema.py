@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vcat.catalog.fields import (
     Amount,
@@ -334,8 +334,20 @@ class Features(Strict):
 
 class ProducedBy(Strict):
     stage: PartName
+    checkpoint: RelativePath | None = Field(
+        None,
+        description="The checkpoint file the stage writes, relative to the project (under "
+        "models/); dvc.lock records its checksum.",
+    )
     inputs: list[Ref] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _under_models(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("models/"):
+            raise ValueError(f"checkpoint {value!r} must lie under models/ (a DVC output)")
+        return value
 
 
 class PublishedResult(Strict):
