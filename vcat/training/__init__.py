@@ -1,0 +1,1 @@
+"""Training code the pipeline's stages share: objectives, loops, schedules."""
