@@ -5,7 +5,7 @@ per-batch random draws, torch's own generator for dropout), and the resume file 
 model, the optimiser and the epoch reached. So a run stopped at any point and started again
 ends with the same weights, to the bit, as a run that was never stopped (on the same machine
 and thread count). The per-epoch loss goes to dvclive (``metrics.json`` and the loss curve as
-a DVC plot); a resumed run appends to it.
+a DVC plot), from the first epoch also after a resume.
 """
 
 from __future__ import annotations
@@ -96,7 +96,18 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["epoch"], list(state["history"])
-    live = Live(str(live_dir), resume=state is not None, save_dvc_exp=False, dvcyaml=None)
+    # the curve is written again from the resume file's history, so an epoch logged just
+    # before a stop is neither lost nor repeated
+    live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
+
+    def log(epoch: int, loss: float) -> None:
+        live.step = epoch
+        live.log_metric("loss", loss)
+        live.log_metric("lr", config.schedule.learning_rate(epoch + 1, config.lr, config.min_lr))
+        live.next_step()
+
+    for epoch, loss in enumerate(history):
+        log(epoch, loss)
     try:
         for epoch in range(start, config.schedule.epochs):
             torch.manual_seed(seed_of(config.seed, epoch, "dropout"))
@@ -117,11 +128,7 @@ def train(
                 total, count = total + loss.item(), count + 1
             mean = total / max(count, 1)
             history.append(mean)
-            live.log_metric("loss", mean)
-            live.log_metric(
-                "lr", config.schedule.learning_rate(epoch + 1, config.lr, config.min_lr)
-            )
-            live.next_step()
+            log(epoch, mean)
             save_atomic(
                 {
                     "fingerprint": fingerprint,
