@@ -196,3 +196,14 @@ def test_schema_keeps_trained_checkpoints_under_models(project: Path) -> None:
     (project / "catalog" / "models" / "bad.yaml").write_text(model_yaml("", produced))
     catalog = load_around(project / "catalog", "bad")
     assert any("must lie under models/" in p.message for p in catalog.problems)
+
+
+def test_load_model_by_name_and_unknown_names(project: Path) -> None:
+    from vcat.models.factory import load_model
+
+    state = tiny_state()
+    digest = save(state, project / "data" / "sources" / "tiny-vit" / "tiny.pth")
+    add_model(project, "tiny-vit", model_yaml(weights_yaml("tiny.pth", f"md5:{digest}")))
+    assert same_weights(load_model("tiny-vit", project), state)
+    with pytest.raises(ModelError, match="tiny-vit"):  # the close name is offered
+        load_model("tiny-vi", project)

@@ -55,6 +55,27 @@ def input_config(entry: Entry) -> InputConfig:
     )
 
 
+def model_entry(name: str, project: Path | None = None) -> Entry:
+    """The catalog entry ``name`` of the project (default: the enclosing one); ``ModelError``
+    when there is none (or it is invalid: its problems are in `vcat catalog lint`), or when it
+    is not a model."""
+    from vcat.catalog.loader import load_around
+    from vcat.project import find_project_root
+
+    catalog = load_around((project or find_project_root()) / "catalog", name)
+    try:
+        entry = catalog.get(name)
+    except KeyError as exc:
+        raise ModelError(str(exc.args[0])) from None
+    model_spec(entry)
+    return entry
+
+
+def load_model(name: str, project: Path | None = None, *, load_weights: bool = True) -> nn.Module:
+    """``build_model`` of the project's catalog entry ``name``."""
+    return build_model(model_entry(name, project), project, load_weights=load_weights)
+
+
 def build_model(
     entry: Entry, project: Path | None = None, *, load_weights: bool = True
 ) -> nn.Module:
