@@ -31,7 +31,8 @@ from vcat.console import stderr, stderr_bars
 from vcat.features import h5layout
 from vcat.features.extract import BackboneError, Extractor, resolve_device
 from vcat.features.images import INTERPOLATIONS, InputError, find_items
-from vcat.features.run import FAILURES_ATTR, Failure, extract_all
+from vcat.features.parts import group_reader, partial_folder, remove_partial
+from vcat.features.run import extract_all
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import StageFailed, folder_argument, output_argument, run_stage, settings
 
@@ -81,46 +82,42 @@ def _signature(entry_name: str, checksum: str, size: int, config: Any, conf: Any
     )
 
 
-def _up_to_date(output: Path, signature: str, names: list[str]) -> bool:
-    if not output.is_file() or h5layout.read_signature(output) != signature:
-        return False
+def _recorded(output: Path, signature: str, names: list[str]) -> dict[str, Any] | None:
+    """The root attributes of ``output`` when it was made with ``signature`` over ``names``
+    (the images stored and failed), else None."""
+    attrs = h5layout.read_attrs(output)
+    if attrs is None or attrs.get(h5layout.SIGNATURE_ATTR) != signature:
+        return None
+    failed = [name for name, _ in json.loads(attrs[h5layout.FAILURES_ATTR])]
+    stored = sorted(set(names) - set(failed))
+    if attrs.get(h5layout.NAMES_ATTR) != h5layout.names_digest(stored):
+        return None
+    return attrs
+
+
+def _metrics(output: Path, attrs: Mapping[str, Any]) -> dict[str, Any]:
     import h5py
 
-    with h5py.File(output, "r") as file:
-        failed = [name for name, _ in json.loads(file.attrs.get(FAILURES_ATTR, "[]"))]
-    return sorted(h5layout.image_names(output) + failed) == names
-
-
-def _metrics(output: Path, failures: list[Failure]) -> dict[str, Any]:
-    import h5py
-
-    names = h5layout.image_names(output)
-    dims = patches = 0
-    if names:
+    count = int(attrs[h5layout.COUNT_ATTR])
+    patches = dims = 0
+    if count:
         with h5py.File(output, "r") as file:
-            patches, dims = file[names[0]]["descriptors"].shape
-    return {
-        "images": len(names),
-        "dims": int(dims),
-        "patches": int(patches),
-        "failures": len(failures),
-    }
+            group: Any = file
+            while "descriptors" not in group:  # down the first names to the first image
+                group = group[sorted(group)[0]]
+            patches, dims = group["descriptors"].shape
+    failed = len(json.loads(attrs[h5layout.FAILURES_ATTR]))
+    return {"images": count, "dims": int(dims), "patches": int(patches), "failures": failed}
 
 
-def _failures_of(output: Path) -> list[Failure]:
-    import h5py
-
-    with h5py.File(output, "r") as file:
-        return [Failure(n, r) for n, r in json.loads(file.attrs.get(FAILURES_ATTR, "[]"))]
-
-
-def _check_failures(failures: list[Failure], count: int, conf: Any) -> None:
+def _check_failures(attrs: Mapping[str, Any], count: int, conf: Any) -> None:
+    failures = json.loads(attrs[h5layout.FAILURES_ATTR])
     allowed = int(float(conf.max_failed_fraction) * count)
     if len(failures) > allowed:
         raise TooManyFailed(
             f"{len(failures)} of {count} image(s) could not be read, more than the {allowed} "
             f"that {NAME}.max_failed_fraction={conf.max_failed_fraction} allows. "
-            f"First: {failures[0].reason}"
+            f"First: {failures[0][1]}"
         )
 
 
@@ -154,16 +151,17 @@ def main(
     names = [item.name for item in items]
     weights = verified_weights(entry, project)
     signature = _signature(entry.name, weights.checksum, config.width, config, conf)
-    partial = h5layout.partial_folder(output)
+    partial = partial_folder(output)
     if overwrite:
-        h5layout.remove_partial(output)
-    elif _up_to_date(output, signature, names):
-        failures = _failures_of(output)
-        stderr.print(f"{output}: up to date ({len(names)} image(s))", highlight=False)
-        if metrics is not None:
-            write_json(metrics, _metrics(output, failures))
-        _check_failures(failures, len(names), conf)
-        return output
+        remove_partial(output)
+    else:
+        attrs = _recorded(output, signature, names)
+        if attrs is not None:
+            stderr.print(f"{output}: up to date ({len(names)} image(s))", highlight=False)
+            if metrics is not None:
+                write_json(metrics, _metrics(output, attrs))
+            _check_failures(attrs, len(names), conf)
+            return output
     device = resolve_device(str(conf.device))
     extractor = Extractor(
         build_model(entry, project), config.width, config.mean, config.std, device
@@ -171,7 +169,7 @@ def main(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with stderr_bars(*columns, TimeRemainingColumn()) as progress:
         task = progress.add_task("images", total=len(items))
-        result = extract_all(
+        done = extract_all(
             items,
             extractor,
             partial,
@@ -183,13 +181,14 @@ def main(
             step=lambda n: progress.advance(task, n),
         )
     wanted = set(names)
-    where = {name: part for name, part in result.parts.items() if name in wanted}
-    failures = [f for f in result.failures if f.name in wanted]
+    where = {name: place for name, place in done.where.items() if name in wanted}
+    failures = sorted((n, r) for n, r in done.failures.items() if n in wanted)
     output.parent.mkdir(parents=True, exist_ok=True)
-    listed = json.dumps([[f.name, f.reason] for f in failures])
-    h5layout.assemble(output, signature, where, {FAILURES_ATTR: listed})
-    h5layout.remove_partial(output)
-    counts = _metrics(output, failures)
+    h5layout.assemble(output, signature, where, group_reader(where), failures)
+    remove_partial(output)
+    attrs = h5layout.read_attrs(output)
+    assert attrs is not None
+    counts = _metrics(output, attrs)
     if metrics is not None:
         write_json(metrics, counts)
     stderr.print(
@@ -197,7 +196,7 @@ def main(
         f"{counts['dims']} dims; {len(failures)} failed",
         highlight=False,
     )
-    _check_failures(failures, len(items), conf)
+    _check_failures(attrs, len(items), conf)
     return output
 
 

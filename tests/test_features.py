@@ -269,7 +269,7 @@ def test_stopped_run_resumes_to_the_same_bytes_with_any_batch_size(
     whole = run(project, project / "data", batch_size=2).read_bytes()
     assert run(project, project / "data", batch_size=7, overwrite=True).read_bytes() == whole
 
-    real_write = run_module._write
+    real_write = run_module.write_part
     calls = {"writes": 0, "images": 0}
 
     def stop_after_two(*args):
@@ -278,17 +278,19 @@ def test_stopped_run_resumes_to_the_same_bytes_with_any_batch_size(
             raise KeyboardInterrupt  # the run stops while writing its third batch
         return real_write(*args)
 
-    monkeypatch.setattr(run_module, "_write", stop_after_two)
+    monkeypatch.setattr(run_module, "write_part", stop_after_two)
     output = project / "out" / "overlap_feats.h5"
     output.unlink()
     with pytest.raises(KeyboardInterrupt):
         run(project, project / "data", batch_size=2, overwrite=True)
     assert not output.exists()
     partial = output.with_name("overlap_feats.h5.partial")
-    assert len(list(partial.glob("part-*.h5"))) == 2  # 4 images kept
-    # what a kill during a write leaves: a temporary file, never a part
-    (partial / ".part-00000002.h5.tmp").write_bytes(b"\x89HDF half")
-    monkeypatch.setattr(run_module, "_write", real_write)
+    assert len(list(partial.glob("part-*.npz"))) == 2  # 4 images kept
+    # what a kill during a write leaves: a temporary file, never a part; and a part that
+    # cannot be read (a damaged disk) is dropped, not trusted
+    (partial / ".part-00000002.npz.tmp").write_bytes(b"PK half")
+    (partial / "part-00000007.npz").write_bytes(b"PK damaged")
+    monkeypatch.setattr(run_module, "write_part", real_write)
     real_call = run_module.Extractor.__call__
 
     def counting(self, images):
