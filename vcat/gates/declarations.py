@@ -27,7 +27,8 @@ from vcat.gates.checks import DeclarationError, Declared, declare
 from vcat.gates.profile import Kind
 from vcat.stage import StageError, read_params_section
 
-SECTION = "gates"
+#: The gates of prepared data, then those of what training makes (dvc.yaml: gate@, model-gate@).
+SECTIONS = ("gates", "model_gates")
 GATE_KEYS = frozenset({"artifact", "kind", "entry", "subset", "checks"})
 
 Layer = tuple[Mapping[str, Any] | None, Callable[[str], str] | None, str]
@@ -45,9 +46,24 @@ class GateDeclaration:
 
 
 def read_gates(params: Path) -> dict[str, GateDeclaration]:
-    """Every gate declared in ``params``; DeclarationError naming file:line for a bad one."""
+    """Every gate declared in ``params``, in ``gates`` (prepared data) and ``model_gates``
+    (checkpoints and features); DeclarationError naming file:line for a bad one, or for a
+    name given twice."""
+    gates: dict[str, GateDeclaration] = {}
+    for section_name in SECTIONS:
+        for name, gate in _read_section(params, section_name).items():
+            if name in gates:
+                raise DeclarationError(
+                    f"{gate.locate and gate.locate('artifact')}: gate {name!r} is also declared "
+                    "in another section; gate names are one namespace"
+                )
+            gates[name] = gate
+    return gates
+
+
+def _read_section(params: Path, section_name: str) -> dict[str, GateDeclaration]:
     try:
-        section, locate = read_params_section(params, SECTION)
+        section, locate = read_params_section(params, section_name)
     except StageError as exc:
         raise DeclarationError(str(exc)) from None
     gates = {}

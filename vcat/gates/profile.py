@@ -37,6 +37,7 @@ KINDS: dict[str, str] = {
     "overlap": "vcat.gates.kinds.overlap",
     "images": "vcat.gates.kinds.images",
     "path-list": "vcat.gates.kinds.path_list",
+    "checkpoint": "vcat.gates.kinds.checkpoint",
 }
 
 
