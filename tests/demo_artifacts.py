@@ -27,6 +27,7 @@ PREPARED = (
     "data/prepared/overlap/demo-megadepth",
     "data/prepared/overlap/demo-matterport",
     "data/prepared/locus-precompute/demo-matterport",
+    "models/demo-croco-vit/checkpoint.pt",
 )
 STAGES = (
     "flickr-images",
@@ -37,6 +38,7 @@ STAGES = (
     "copydetect-train",
     "overlap",
     "locus-precompute",
+    "pretrain",
 )
 
 

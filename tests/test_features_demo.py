@@ -1,5 +1,5 @@
 """The features stage with the demo backbone (demo-croco-vit, trained by `dvc repro pretrain`)
-on the demo MegaDepth images of this checkout."""
+on the demo MegaDepth images (of this checkout, or of the copy ``demo_root`` builds)."""
 
 from __future__ import annotations
 
@@ -9,36 +9,29 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 import torch
 
 from stages import features as stage
 from vcat.features.extract import keypoints
 from vcat.models.factory import load_model
-from vcat.models.weights import WeightsError
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "data" / "sources" / "demo-megadepth"
 
 
-def one_scene_root(tmp_path: Path, scene: str) -> Path:
+def one_scene_root(tmp_path: Path, demo: Path, scene: str) -> Path:
     """A MegaDepth root over the demo's files with only ``scene``'s scene file."""
+    sources = demo / "data" / "sources" / "demo-megadepth"
     root = tmp_path / "megadepth"
     (root / "scene_info").mkdir(parents=True)
-    shutil.copy(DEMO / "scene_info" / f"{scene}.npz", root / "scene_info")
+    shutil.copy(sources / "scene_info" / f"{scene}.npz", root / "scene_info")
     for folder in ("Undistorted_SfM", "depth_undistorted"):
-        (root / folder).symlink_to(DEMO / folder)
+        (root / folder).symlink_to(sources / folder)
     return root
 
 
-def test_demo_backbone_describes_a_demo_scene_in_vops_layout(tmp_path: Path) -> None:
-    if not (DEMO / "scene_info" / "demo01.npz").is_file():
-        pytest.skip("no demo world in this checkout: `vcat demo build` and `dvc repro`")
-    try:
-        model = load_model("demo-croco-vit", REPO)
-    except WeightsError as exc:
-        pytest.skip(f"the demo backbone is not trained here: {exc}")
-    root = one_scene_root(tmp_path, "demo01")
+def test_demo_backbone_describes_a_demo_scene_in_vops_layout(
+    tmp_path: Path, demo_root: Path
+) -> None:
+    model = load_model("demo-croco-vit", demo_root)
+    root = one_scene_root(tmp_path, demo_root, "demo01")
     metrics = tmp_path / "m.json"
     output = stage.main(
         {"workers": 2, "batch_size": 16},
@@ -46,7 +39,7 @@ def test_demo_backbone_describes_a_demo_scene_in_vops_layout(tmp_path: Path) -> 
         "demo-croco-vit",
         tmp_path / "overlap_feats.h5",
         metrics=metrics,
-        project=REPO,
+        project=demo_root,
     )
     assert json.loads(metrics.read_text()) == {
         "images": 48,
