@@ -54,11 +54,7 @@ def gate(tmp_path: Path, artifact: Path, metrics: Path | None) -> Result:
 
 def failed(result: Result) -> dict[str, list[str]]:
     document = json.loads(result.stdout)
-    return {
-        check["check"]: check["items"]
-        for check in document["checks"]
-        if not check["success"]
-    }
+    return {check["check"]: check["items"] for check in document["checks"] if not check["success"]}
 
 
 def test_a_sound_checkpoint_whose_loss_fell_passes(tmp_path: Path) -> None:
