@@ -49,6 +49,9 @@ default_conf: dict[str, Any] = {
     "device": "auto",  # auto, cpu or cuda
 }
 
+# params.yaml keys that only dvc.yaml reads: the heads to train (model name -> {})
+pipeline_keys = ("runs",)
+
 
 class TrainOverlapError(StageError):
     """The scenes, the overlap files or the features cannot be used as given."""
@@ -312,5 +315,6 @@ def command(
         default_conf,
         params,
         lambda conf: main(conf, features, overlaps, output, live, overwrite, metrics),
+        pipeline_keys,
         input_errors=(TrainOverlapError,),
     )
