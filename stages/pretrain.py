@@ -209,12 +209,16 @@ def _counts(refs: Sequence[str]) -> tuple[int, int]:
     published = released = 0
     for ref in refs:
         name, _, subset_name = ref.partition(":")
-        entry = load_around(default_catalog_dir(), name).get(name)
-        assert isinstance(entry.spec, DatasetEntry)
-        subset = next((s for s in entry.spec.subsets if s.name == subset_name), None)
+        try:
+            entry = load_around(default_catalog_dir(), name).get(name)
+        except KeyError as exc:
+            raise PretrainError(f"equivalent_to_published: {exc.args[0]}") from None
+        subsets = entry.spec.subsets if isinstance(entry.spec, DatasetEntry) else []
+        subset = next((s for s in subsets if s.name == subset_name), None)
         if subset is None or subset.count is None or subset.count.published is None:
             raise PretrainError(
-                f"{ref}: equivalent_to_published needs a subset with a published count"
+                f"equivalent_to_published names {ref!r}: it must be 'entry:subset' of a "
+                "dataset subset whose count gives 'published' (and 'released')"
             )
         published += subset.count.published
         released += (

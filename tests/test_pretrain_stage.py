@@ -89,3 +89,28 @@ def test_a_killed_run_resumes_to_the_same_bytes(demo_root: Path, tmp_path: Path)
     assert md5(killed) == md5(whole)
     curve = (killed.parent / "live" / "plots" / "metrics" / "loss.tsv").read_text()
     assert curve == (whole.parent / "live" / "plots" / "metrics" / "loss.tsv").read_text()
+
+
+def test_the_schedule_is_stretched_by_the_catalogs_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stages.pretrain import PretrainError, _counts
+
+    catalog = tmp_path / "catalog" / "datasets"
+    catalog.mkdir(parents=True)
+    (catalog / "crops.yaml").write_text(
+        "title: Crops\ndescription: Pairs.\n"
+        "licence: {name: CC0-1.0, redistribution: allowed}\n"
+        "access: {kind: manual, instructions: By hand.}\n"
+        "subsets:\n"
+        "  - name: indoor\n"
+        "    include: ['indoor/**']\n"
+        "    count: {unit: pairs, published: 1593689, released: 144228}\n"
+        "  - {name: outdoor, include: ['outdoor/**'], count: {unit: pairs, published: 1070414}}\n"
+        "  - {name: uncounted, include: ['other/**']}\n"
+    )
+    monkeypatch.setenv("VCAT_CATALOG", str(tmp_path / "catalog"))
+    assert _counts(["crops:indoor", "crops:outdoor"]) == (2664103, 1214642)
+    for bad in ("crops:uncounted", "crops:nosuch", "nosuch:indoor"):
+        with pytest.raises(PretrainError):
+            _counts([bad])
