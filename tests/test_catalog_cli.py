@@ -213,14 +213,14 @@ def test_outside_a_project_says_how_to_fix_it(
 
 
 def _stale(change: object) -> bool:
-    """A `dvc status` change that a fresh clone without the data does not explain."""
+    """A `dvc status` change that a fresh clone without the data and models does not explain."""
     if not isinstance(change, dict):
         return True  # "changed command", "always changed"
     for kind, paths in change.items():
         if kind not in ("changed deps", "changed outs"):
             return True  # params, command
         for path, state in paths.items():
-            if not (path.startswith("data/") and state in ("deleted", "not in cache")):
+            if not (path.startswith(("data/", "models/")) and state in ("deleted", "not in cache")):
                 return True
     return False
 

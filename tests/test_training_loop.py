@@ -131,3 +131,31 @@ def test_a_loss_that_is_not_finite_stops_the_run(tmp_path: Path) -> None:
 
     with pytest.raises(FloatingPointError, match="epoch 1"):
         train(model, step, lambda g: [0], 1, config, tmp_path / "r.pt", tmp_path / "l", "x")
+
+
+@pytest.mark.parametrize("with_dvc", [False, True])
+def test_the_curves_are_written_in_a_repository_without_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_dvc: bool
+) -> None:
+    """dvclive's own git hooks fail in a fresh clone's first `dvc repro` (no commit yet) and
+    would `dvc init` a plain git repository: only the curves' files may appear."""
+    import subprocess
+    import sys
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    if with_dvc:
+        dvc = str(Path(sys.executable).with_name("dvc"))
+        subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True)
+        monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # as inside `dvc repro`
+    before = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if ".git" not in p.parts}
+    monkeypatch.chdir(tmp_path)
+    history = run(tmp_path / "run", Regression())
+    after = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if ".git" not in p.parts}
+    assert len(history) == 6
+    # beside the curves, only dvclive's signal for DVC's VS Code extension, in DVC's own tmp
+    assert {p.parts[:2] if p.parts[0] == ".dvc" else p.parts[:1] for p in after - before} <= {
+        ("run",),
+        (".dvc", "tmp"),
+    }
+    assert (tmp_path / "run" / "live" / "metrics.json").is_file()
+    assert not (tmp_path / "run" / "live" / "dvc.yaml").exists()

@@ -85,8 +85,6 @@ def train(
     (the settings and inputs of the run; anything else starts afresh), and rewritten after
     every epoch. Raises ``FloatingPointError`` when the loss stops being finite.
     """
-    from dvclive import Live
-
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95)
     )
@@ -98,7 +96,7 @@ def train(
         start, history = state["epoch"], list(state["history"])
     # the curve is written again from the resume file's history, so an epoch logged just
     # before a stop is neither lost nor repeated
-    live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
+    live = files_only_live(live_dir)
 
     def log(epoch: int, loss: float) -> None:
         live.step = epoch
@@ -146,6 +144,25 @@ def train(
     if not all(math.isfinite(loss) for loss in history):
         raise FloatingPointError("a loss was not finite")
     return history
+
+
+def files_only_live(directory: Path) -> Any:
+    """A dvclive ``Live`` that writes ``metrics.json`` and ``plots/`` in ``directory`` and does
+    nothing else. Its git, DVC and Studio hooks are skipped: they fail in a repository without
+    commits (scmrepo's "Empty git repo", e.g. a fresh clone's first ``dvc repro``), would run
+    ``dvc init`` in a plain git repository, and may post to DVC Studio; the pipeline's
+    ``dvc.yaml`` already declares the files as metrics and plots."""
+    from dvclive import Live
+
+    class FilesOnlyLive(Live):
+        def _init_dvc(self) -> None:
+            self._dvc_file = "dvc.yaml"
+
+        def _init_studio(self) -> None:
+            self._dvc_studio_config = {}
+            self._studio_events_to_skip.update({"start", "data", "done"})
+
+    return FilesOnlyLive(str(directory), resume=False, save_dvc_exp=False, dvcyaml=None)
 
 
 def _resume_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
