@@ -352,22 +352,19 @@ def test_a_split_without_items_in_the_artifact_is_an_error(toy: Path) -> None:
         vcat.data.load("toy-scenes", "croco-crops", "test")
 
 
-DEMO = Path(__file__).resolve().parents[1]
-DEMO_CROPS = DEMO / "data" / "prepared" / "croco-crops" / "demo-megadepth"
-
-
-@pytest.mark.skipif(
-    not (DEMO_CROPS / "index.json").is_file(),
-    reason="no demo croco-crops in this checkout (run `dvc repro`; CI builds them separately)",
-)
-def test_demo_crop_pairs_of_the_train_split(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_crop_pairs_of_the_train_split(
+    demo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's crop pairs (this checkout's, or the copy ``demo_root`` builds)."""
     monkeypatch.delenv("VCAT_CATALOG", raising=False)
-    pairs = vcat.data.load("demo-megadepth", "croco-crops", "train", project=DEMO, decode="tensor")
-    assert len(pairs) == len(vcat.data.load("demo-megadepth", "croco-crops", project=DEMO))
+    pairs = vcat.data.load(
+        "demo-megadepth", "croco-crops", "train", project=demo_root, decode="tensor"
+    )
+    assert len(pairs) == len(vcat.data.load("demo-megadepth", "croco-crops", project=demo_root))
     first = pairs[0]
     assert first["1.jpg"].shape == first["2.jpg"].shape == (3, 256, 256)
     batch = next(iter(DataLoader(pairs, batch_size=4, num_workers=2)))
     assert batch["1.jpg"].shape == (4, 3, 256, 256)
     # the held-out scene was excluded when the crops were cut
     with pytest.raises(DataError, match="split 'test' selects none"):
-        vcat.data.load("demo-megadepth", "croco-crops", "test", project=DEMO)
+        vcat.data.load("demo-megadepth", "croco-crops", "test", project=demo_root)
