@@ -29,10 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 
 from vcat.console import stderr, stderr_bars
 from vcat.features import h5layout
-from vcat.features.extract import BackboneError, Extractor, resolve_device
 from vcat.features.images import INTERPOLATIONS, InputError, find_items
 from vcat.features.parts import group_reader, partial_folder, remove_partial
-from vcat.features.run import extract_all
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import StageFailed, folder_argument, output_argument, run_stage, settings
 
@@ -55,6 +53,8 @@ class TooManyFailed(StageFailed):
 
 
 def _check(conf: Any) -> None:
+    from vcat.features.extract import resolve_device  # torch: only when the stage runs
+
     if int(conf.batch_size) < 1:
         raise StageError(f"stage {NAME}: batch_size must be at least 1")
     if int(conf.workers) < 0:
@@ -133,6 +133,8 @@ def main(
     """The features of every image under ``input_root`` by the model entry ``model_name``
     into the HDF5 file ``output`` (module docstring); ``project`` (default: the enclosing
     one) holds the catalog and the weights. Returns ``output``."""
+    from vcat.features.extract import Extractor, resolve_device
+    from vcat.features.run import extract_all
     from vcat.models.factory import build_model, input_config, model_entry
     from vcat.models.weights import verified_weights
     from vcat.project import find_project_root
@@ -211,6 +213,7 @@ def command(
     params: ParamsOption = None,
 ) -> None:
     """Patch tokens, global descriptors and patch centres of every image, in VOP's layout."""
+    from vcat.features.extract import BackboneError
     from vcat.models.factory import ModelError
     from vcat.models.weights import WeightsError
 
