@@ -228,13 +228,13 @@ def _counts(refs: Sequence[str]) -> tuple[int, int]:
 
 
 def _device(name: str) -> Any:
-    import torch
+    """``resolve_device``'s device, its refusal as this stage's error."""
+    from vcat.features.extract import resolve_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PretrainError("device: cuda, but torch sees no CUDA device here; use auto or cpu")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except ValueError as exc:
+        raise PretrainError(str(exc)) from None
 
 
 def _fingerprint(conf: Any, pairs: Path, model_name: str) -> str:

@@ -225,15 +225,13 @@ def _held_out_images(conf: Any) -> Any:
 
 
 def _device(name: str) -> Any:
-    import torch
+    """``resolve_device``'s device, its refusal as this stage's error."""
+    from vcat.features.extract import resolve_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainOverlapError("device: cuda, but torch sees no CUDA device; use auto or cpu")
-    if name not in ("cpu", "cuda"):
-        raise TrainOverlapError(f"device: {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except ValueError as exc:
+        raise TrainOverlapError(str(exc)) from None
 
 
 def _digest(path: Path) -> str:
