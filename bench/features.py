@@ -27,8 +27,9 @@ from pathlib import Path
 
 import torch
 
+from vcat.devices import resolve_device
 from vcat.features import h5layout
-from vcat.features.extract import Extractor, resolve_device
+from vcat.features.extract import Extractor
 from vcat.features.images import find_items, prepare
 from vcat.features.parts import group_reader, partial_folder
 from vcat.features.run import batches, extract_all

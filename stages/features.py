@@ -53,7 +53,7 @@ class TooManyFailed(StageFailed):
 
 
 def _check(conf: Any) -> None:
-    from vcat.features.extract import resolve_device  # torch: only when the stage runs
+    from vcat.devices import resolve_device
 
     if int(conf.batch_size) < 1:
         raise StageError(f"stage {NAME}: batch_size must be at least 1")
@@ -133,7 +133,8 @@ def main(
     """The features of every image under ``input_root`` by the model entry ``model_name``
     into the HDF5 file ``output`` (module docstring); ``project`` (default: the enclosing
     one) holds the catalog and the weights. Returns ``output``."""
-    from vcat.features.extract import Extractor, resolve_device
+    from vcat.devices import resolve_device
+    from vcat.features.extract import Extractor
     from vcat.features.run import extract_all
     from vcat.models.factory import build_model, input_config, model_entry
     from vcat.models.weights import verified_weights

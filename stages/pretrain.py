@@ -229,7 +229,7 @@ def _counts(refs: Sequence[str]) -> tuple[int, int]:
 
 def _device(name: str) -> Any:
     """``resolve_device``'s device, its refusal as this stage's error."""
-    from vcat.features.extract import resolve_device
+    from vcat.devices import resolve_device
 
     try:
         return resolve_device(name)

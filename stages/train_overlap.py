@@ -226,7 +226,7 @@ def _held_out_images(conf: Any) -> Any:
 
 def _device(name: str) -> Any:
     """``resolve_device``'s device, its refusal as this stage's error."""
-    from vcat.features.extract import resolve_device
+    from vcat.devices import resolve_device
 
     try:
         return resolve_device(name)

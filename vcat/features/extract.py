@@ -44,17 +44,6 @@ def keypoints(grid: int, patch: float) -> NDArray[np.float32]:
     return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available, else the CPU), ``cpu`` or ``cuda``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device {name!r}: use auto, cpu or cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda: no CUDA device is available; use auto or cpu")
-    return torch.device(name)
-
-
 class Extractor:
     """``model`` on ``device`` for inputs of ``size`` x ``size`` pixels, normalised with
     ``mean`` and ``std`` (per channel, on [0, 1] values)."""
