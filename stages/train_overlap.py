@@ -176,51 +176,35 @@ def main(
 def training_scenes(conf: Any) -> list[str]:
     """The scenes to train on: ``conf.scenes`` or the split ``conf.split`` of ``conf.entry``;
     TrainOverlapError when one of them is in a held-out split of the entry."""
-    from vcat.catalog.loader import load_around
-    from vcat.catalog.schema import DatasetEntry
-    from vcat.project import default_catalog_dir
+    from vcat.catalog.splits import SplitError, entry_splits
 
     try:
-        entry = load_around(default_catalog_dir(), str(conf.entry)).get(str(conf.entry))
-    except KeyError as exc:
-        raise TrainOverlapError(str(exc.args[0])) from None
-    if not isinstance(entry.spec, DatasetEntry):
-        raise TrainOverlapError(f"{conf.entry} is not a dataset entry")
-    splits = {split.name: split for split in entry.spec.splits}
-    held = {
-        scene: split.name for split in splits.values() if split.held_out for scene in split.scenes
-    }
-    if list(conf.scenes):
-        scenes = [str(scene) for scene in conf.scenes]
-    else:
-        split = splits.get(str(conf.split))
-        if split is None:
-            raise TrainOverlapError(
-                f"{conf.entry} has no split {conf.split!r} (it has {', '.join(splits) or 'none'})"
-            )
-        if split.held_out:
-            raise TrainOverlapError(f"split {split.name!r} of {conf.entry} is held out")
-        scenes = [str(scene) for scene in split.scenes]
+        splits = entry_splits(str(conf.entry))
+        if list(conf.scenes):
+            scenes = sorted({str(scene) for scene in conf.scenes})
+        else:
+            if splits.split(str(conf.split)).held_out:
+                raise SplitError(f"split {conf.split!r} of {conf.entry} is held out")
+            scenes = splits.scenes(str(conf.split))
+    except SplitError as exc:
+        raise TrainOverlapError(str(exc)) from None
+    held = splits.held_out_scenes()
     leaked = [f"{scene} (split {held[scene]})" for scene in scenes if scene in held]
     if leaked:
         raise TrainOverlapError(
             f"{', '.join(leaked)} of {conf.entry} is held out and must not be trained on; "
             "train on the entry's training split"
         )
-    if not scenes:
-        raise TrainOverlapError(f"no scene to train on: split {conf.split!r} lists none")
-    return sorted(set(scenes))
+    return scenes
 
 
 def _held_out_images(conf: Any) -> Any:
     """Whether an image path (as the overlap files name it) is one of the entry's held-out
     ``images``; None when no held-out split lists images."""
-    from vcat.catalog.loader import load_around
+    from vcat.catalog.splits import entry_splits
     from vcat.data.splits import SplitFilter
-    from vcat.project import default_catalog_dir
 
-    entry = load_around(default_catalog_dir(), str(conf.entry)).get(str(conf.entry))
-    images = [image for split in entry.spec.splits if split.held_out for image in split.images]
+    images = entry_splits(str(conf.entry)).held_out_images()
     return SplitFilter.of("held-out", images=images).holds if images else None
 
 

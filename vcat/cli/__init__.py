@@ -52,6 +52,16 @@ COMMANDS = {
         "vcat.cli.release:release",
         "Push data to a remote; a public remote gets only what its licences let us share.",
     ),
+    "run": (
+        "vcat.cli.run:run",
+        "Pre-train, extract features, train and evaluate, with the gates between them (dvc "
+        "repro of those stages); stop at the first failing gate.",
+    ),
+    "train": (
+        "vcat.cli.run:train",
+        "Pre-train the backbones, extract features and train the heads, with their gates.",
+    ),
+    "eval": ("vcat.cli.run:evaluate", "Run the evaluations and their gates."),
     "stage": (
         "vcat.stage:app",
         "Run one pipeline stage (dvc.yaml calls these); settings come from params.yaml.",

@@ -26,11 +26,13 @@ Pair = tuple[str, str, float]
 
 @dataclass(frozen=True)
 class Scene:
-    """A scene's images (feature keys, in matrix order) and their overlap matrix."""
+    """A scene's images (feature keys and the overlap file's names, in matrix order) and
+    their overlap matrix."""
 
     name: str
     keys: tuple[str, ...]
     overlap: np.ndarray
+    names: tuple[str, ...]
 
 
 def read_scene(
@@ -54,7 +56,8 @@ def read_scene(
             f"{path}: fewer than two images with valid depth (and not held out); nothing to pair"
         )
     keys = store.keys_of(names[i] for i in kept)
-    return Scene(path.stem, tuple(keys), matrix[np.ix_(kept, kept)])
+    kept_names = tuple(names[i] for i in kept)
+    return Scene(path.stem, tuple(keys), matrix[np.ix_(kept, kept)], kept_names)
 
 
 def epoch_pairs(
