@@ -38,6 +38,8 @@ KINDS: dict[str, str] = {
     "images": "vcat.gates.kinds.images",
     "path-list": "vcat.gates.kinds.path_list",
     "checkpoint": "vcat.gates.kinds.checkpoint",
+    "features": "vcat.gates.kinds.features",
+    "metrics": "vcat.gates.kinds.metrics",
 }
 
 
