@@ -250,8 +250,6 @@ def _pooled(per_scene: Mapping[str, Mapping[str, Any]], degrees: Sequence[float]
     """Retrieval metrics averaged over all queries of all scenes, pose AUC over all pairs."""
     import math
 
-    import numpy as np
-
     from vcat.evaluation.pose import pose_auc
 
     retrieval: dict[str, Any] = {}
@@ -275,7 +273,6 @@ def _pooled(per_scene: Mapping[str, Mapping[str, Any]], degrees: Sequence[float]
             **{f"auc@{t:g}": round(v, 6) for t, v in aucs.items()},
             "pairs": len(errors),
             "failures": sum(math.isinf(e) for e in errors),
-            "median_error_deg": round(float(np.median(errors)), 4),
         }
     return {"retrieval": retrieval, "pose": pose}
 

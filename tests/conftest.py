@@ -27,3 +27,12 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.demo_artifacts import demo_root as find_or_build
 
     return find_or_build(tmp_path_factory.mktemp("demo-project"))
+
+
+@pytest.fixture(scope="session")
+def demo_trained_root(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project root after `vcat run`: the demo's trained head and evaluations
+    (tests/demo_artifacts.py)."""
+    from tests.demo_artifacts import trained_root
+
+    return trained_root(demo_root, tmp_path_factory.mktemp("demo-trained"))

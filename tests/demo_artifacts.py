@@ -93,3 +93,52 @@ def demo_root(scratch: Path) -> Path:
     if os.environ.get("VCAT_TEST_BUILD_DEMO") != "1" and has_artifacts(REPO):
         return REPO
     return build_copy(scratch)
+
+
+#: What `vcat run` adds to the prepared artifacts: the trained head and the evaluations.
+TRAINED = (
+    "models/vop-overlap-head-demo/checkpoint.pt",
+    "metrics/eval/overlap/vop-overlap-head-demo.json",
+    "metrics/eval/copydetect/demo-copydetect.json",
+)
+
+
+def run_chain(root: Path) -> None:
+    """`vcat run --device cpu` in ``root``: the whole training and evaluation chain."""
+    _run(["vcat", "run", "--device", "cpu"], root)
+
+
+def trained_root(prepared: Path, scratch: Path) -> Path:
+    """This checkout when it holds the TRAINED artifacts (and the prepared ones), else
+    ``prepared`` (a copy, or a fresh one when ``prepared`` is this checkout, which a test
+    must not change) after `vcat run`."""
+    if prepared == REPO and all((REPO / relative).exists() for relative in TRAINED):
+        return REPO
+    root = build_copy(scratch) if prepared == REPO else prepared
+    run_chain(root)
+    return root
+
+
+def copy_project(source: Path, destination: Path) -> Path:
+    """A copy of the built project ``source`` that a test may change: its files as git sees
+    them, the DVC cache and every output (data/, models/, metrics/), committed in a new git
+    repository."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=source,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        if (source / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, destination / name)
+    for folder in ("data", "models", "metrics", ".dvc/cache", ".vcat"):
+        if (source / folder).is_dir():
+            shutil.copytree(
+                source / folder, destination / folder, dirs_exist_ok=True, symlinks=True
+            )
+    _run(["git", "init", "-q"], destination)
+    _run(["git", "add", "-A"], destination)
+    _run(["git", "commit", "-q", "-m", "built demo"], destination)
+    return destination

@@ -6,7 +6,8 @@ A step is a set of ``dvc.yaml`` stage groups (``pretrain@...`` are the group ``p
 - ``eval``: the evaluations;
 - ``all``: both, in the pipeline's order.
 
-The targets of a step are its stages and every gate stage (``gate@``, ``model-gate@``) that
+The targets of a step are its stages and every gate stage (``gate@``, ``model-gate@``,
+``result-gate@``) that
 reads one of their outputs. DVC's own ``reproduce`` runs them, with whatever they depend on
 that is stale, in the pipeline's order (the gate on an input runs before the stage that
 reads it), and stops at the first stage that fails. So ``vcat run`` and ``dvc repro`` of the
@@ -33,7 +34,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "eval": ("evaluate-overlap", "evaluate-copydetect"),
 }
 STEPS["all"] = STEPS["train"] + STEPS["eval"]
-GATE_GROUPS = ("gate", "model-gate")
+GATE_GROUPS = ("gate", "model-gate", "result-gate")
 _FAILED = re.compile(r"failed to reproduce(?: stages:)? '([^']+)'")
 
 

@@ -28,7 +28,7 @@ from vcat.gates.profile import Kind
 from vcat.stage import StageError, read_params_section
 
 #: The gates of prepared data, then those of what training makes (dvc.yaml: gate@, model-gate@).
-SECTIONS = ("gates", "model_gates")
+SECTIONS = ("gates", "model_gates", "result_gates")
 GATE_KEYS = frozenset({"artifact", "kind", "entry", "subset", "checks"})
 
 Layer = tuple[Mapping[str, Any] | None, Callable[[str], str] | None, str]

@@ -1,10 +1,10 @@
 """Retrieval quality of patch embeddings on one scene, every image a query against the rest.
 
-An image j is relevant to query i when ``overlap[i, j] >= min_overlap`` (j != i). VOP's
-retrieval (:func:`vcat.evaluation.overlap_retrieval.overlap_retrieval`) runs with the whole
-scene as the database and shortlist (``pre_filter`` = all images), so the ranking is the patch
-votes' alone; the query itself is removed from its ranking. The radius is VOP's median patch
-similarity over a seeded sample of the scene's patches unless given.
+An image j is relevant to query i when ``overlap[i, j] >= min_overlap`` (j != i). Each query
+searches a database of the scene's other images with VOP's retrieval
+(:func:`vcat.evaluation.overlap_retrieval.overlap_retrieval`); with ``pre_filter`` None its
+CLS shortlist is the whole database, so the ranking is the patch votes' alone. The radius is
+VOP's median patch similarity over a seeded sample of the scene's patches unless given.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ def relevant_sets(overlap: np.ndarray, min_overlap: float) -> list[set[int]]:
     ]
 
 
-def _without_self(rankings: list[list[int]]) -> list[list[int]]:
-    return [[j for j in row if j != i] for i, row in enumerate(rankings)]
-
-
 def vop_rankings(
     patches: np.ndarray,
     global_descriptors: np.ndarray,
@@ -40,30 +36,43 @@ def vop_rankings(
     sample_size: int = 2000,
 ) -> list[list[int]]:
     """Per image, the other images of the scene ranked by VOP's patch votes within its CLS
-    shortlist of ``pre_filter`` others (all of them when None); the query is left out."""
+    shortlist of ``pre_filter`` others (all of them when None). Each query searches a
+    database of the other images, as VOP's queries are not in its database."""
     count = len(patches)
     if pre_filter is not None and pre_filter < 1:
         raise ValueError(f"pre_filter must be at least 1, got {pre_filter}")
+    if count < 2:
+        raise ValueError("a scene needs at least two images to rank one against the others")
     if radius is None:
         radius = median_radius(patches, sample_size, np.random.default_rng(seed))
         radius = min(max(radius, 0.1), 2.0)  # a median of 0 or less rounds out of (0, 2]
-    # the query is in the database: its shortlist holds itself plus pre_filter others
-    shortlist = count if pre_filter is None else min(pre_filter + 1, count)
-    found = overlap_retrieval(
-        patches,
-        patches,
-        global_descriptors,
-        global_descriptors,
-        pre_filter=shortlist,
-        radius=radius,
-    )
-    return _without_self(found.rankings())
+    shortlist = count - 1 if pre_filter is None else min(pre_filter, count - 1)
+    rankings = []
+    for query in range(count):
+        others = np.delete(np.arange(count), query)
+        found = overlap_retrieval(
+            patches[query : query + 1],
+            patches[others],
+            global_descriptors[query : query + 1],
+            global_descriptors[others],
+            pre_filter=shortlist,
+            radius=radius,
+        )
+        rankings.append([int(others[row]) for row in found.ids[0]])
+    return rankings
 
 
 def cls_rankings(global_descriptors: np.ndarray) -> list[list[int]]:
     """Per image, the other images of the scene by global-descriptor similarity."""
-    found = cls_retrieval(global_descriptors, global_descriptors, len(global_descriptors))
-    return _without_self(found.rankings())
+    count = len(global_descriptors)
+    rankings = []
+    for query in range(count):
+        others = np.delete(np.arange(count), query)
+        found = cls_retrieval(
+            global_descriptors[query : query + 1], global_descriptors[others], count - 1
+        )
+        rankings.append([int(others[row]) for row in found.ids[0]])
+    return rankings
 
 
 def vop_metrics(
