@@ -30,6 +30,7 @@ DryOption = Annotated[
     bool, typer.Option("--dry", help="Print the commands DVC would run; run none.")
 ]
 EVAL_METRICS = Path("metrics/eval")
+METHOD_ORDER = {"vop": 0, "untrained": 1, "cls": 2}  # the model first, then its baselines
 
 
 def run(device: DeviceOption = None, dry: DryOption = False) -> None:
@@ -61,12 +62,14 @@ def _run_step(step: str, device: str | None, dry: bool) -> None:
     if outcome.failed_stage is not None:
         if outcome.failed_gate:
             folder = gate_folder_of(root, outcome.failed_stage)
-            where = f"; report: {display_path(folder)}/ (result.json, bad-items.tsv, docs/)"
-            fail(f"stopped at gate {outcome.failed_stage}{where if folder else ''}", code=1)
+            where = ""
+            if folder is not None:
+                where = f"; report: {display_path(folder)}/ (result.json, bad-items.tsv, docs/)"
+            fail(f"stopped at gate {outcome.failed_stage}{where}", code=1)
         fail(f"stopped at stage {outcome.failed_stage}: {outcome.message}", code=1)
     if dry:
         return
-    stderr.print(f"{step}: {len(outcome.targets)} stages and gates up to date")
+    stderr.print(f"{step}: its {len(outcome.targets)} stages and gates are up to date")
     table = headline_table(root / EVAL_METRICS)
     if table is not None:
         stdout.print(table)
@@ -78,7 +81,9 @@ def headline_table(folder: Path) -> Table | None:
     rows: list[tuple[str, str, str]] = []
     for path in sorted((folder / "overlap").glob("*.json")):
         values = json.loads(path.read_text(encoding="utf-8"))
-        for method, found in values.get("retrieval", {}).items():
+        retrieval = values.get("retrieval", {})
+        for method in sorted(retrieval, key=lambda name: (METHOD_ORDER.get(name, 9), name)):
+            found = retrieval[method]
             pose = {key: float("nan") for key in ("auc@5", "auc@10", "auc@20")}
             pose.update(values.get("pose", {}).get(method, {}))
             rows.append(
