@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
+
+from vcat.evaluation.knn_index import inner_product_index
 
 PRECISION_OPERATING_POINT = 0.9
 
@@ -125,7 +126,8 @@ def knn_predictions(
     k: int,
 ) -> list[Prediction]:
     """The ``k`` nearest references of every query by cosine similarity (exact faiss search,
-    inner product of L2-normalised descriptors), as predictions scored by that cosine."""
+    inner product of L2-normalised descriptors, on the GPU where faiss can use one), as
+    predictions scored by that cosine."""
     queries = _unit(query_descriptors, "query_descriptors")
     references = _unit(reference_descriptors, "reference_descriptors")
     if queries.shape[1] != references.shape[1]:
@@ -137,7 +139,7 @@ def knn_predictions(
         raise ValueError("give one id per descriptor row, for queries and references")
     if not 1 <= k <= len(references):
         raise ValueError(f"k must be in 1..{len(references)} (the references), got {k}")
-    index = faiss.IndexFlatIP(references.shape[1])
+    index = inner_product_index(references.shape[1])
     index.add(references)
     similarity, neighbours = index.search(queries, k)
     return [
