@@ -25,13 +25,15 @@ split reported. OUTPUT receives each method's retrieved pairs, ``<method>.txt`` 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-from vcat.console import stderr
+from vcat.console import stderr, stderr_bars
 from vcat.stage import MetricsOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import folder_argument, output_argument, run_stage, settings
 
@@ -103,34 +105,45 @@ def main(
     pose = conf.pose
     rng = np.random.default_rng(seed_of(int(conf.seed), "validation pairs"))
     validation = []
-    for scene in validation_scenes:
-        loaded = _load_scene(conf, store, overlaps, root, scene)
-        chosen = overlapping_pairs(
-            loaded.scene.overlap, float(conf.min_overlap), int(pose.validation_pairs), rng
-        )
-        validation += [loaded.matcher.pose_pair(i, j) for i, j in chosen]
-    try:
-        threshold, candidates = select_ransac_threshold(
-            validation,
-            [float(px) for px in pose.ransac_px],
-            split=str(conf.validation_split),
-            reported_splits={str(conf.split)},
-            thresholds=[float(d) for d in pose.auc_degrees],
-        )
-    except ValueError as exc:
-        raise EvaluateOverlapError(f"choosing the RANSAC threshold: {exc}") from None
-    stderr.print(
-        f"RANSAC threshold {threshold:g} px, chosen on {len(validation)} pairs of "
-        f"{', '.join(validation_scenes)}"
+    progress = stderr_bars(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
     )
-    per_scene = {}
-    pairs_text: dict[str, list[str]] = {method: [] for method in METHODS}
-    for scene in test_scenes:
-        loaded = _load_scene(conf, store, overlaps, root, scene)
-        result, lines = _evaluate_scene(conf, loaded, heads, threshold)
-        per_scene[scene] = result
-        for method in METHODS:
-            pairs_text[method] += lines[method]
+    with progress:
+        for scene in validation_scenes:
+            loaded = _load_scene(conf, store, overlaps, root, scene)
+            chosen = overlapping_pairs(
+                loaded.scene.overlap, float(conf.min_overlap), int(pose.validation_pairs), rng
+            )
+            task = progress.add_task(f"{scene} (validation): matching pairs", total=len(chosen))
+            for i, j in chosen:
+                validation.append(loaded.matcher.pose_pair(i, j))
+                progress.advance(task)
+        try:
+            threshold, candidates = select_ransac_threshold(
+                validation,
+                [float(px) for px in pose.ransac_px],
+                split=str(conf.validation_split),
+                reported_splits={str(conf.split)},
+                thresholds=[float(d) for d in pose.auc_degrees],
+            )
+        except ValueError as exc:
+            raise EvaluateOverlapError(f"choosing the RANSAC threshold: {exc}") from None
+        stderr.print(
+            f"RANSAC threshold {threshold:g} px, chosen on {len(validation)} pairs of "
+            f"{', '.join(validation_scenes)}"
+        )
+        per_scene = {}
+        pairs_text: dict[str, list[str]] = {method: [] for method in METHODS}
+        for scene in test_scenes:
+            loaded = _load_scene(conf, store, overlaps, root, scene)
+            pairs = len(METHODS) * len(loaded.scene.keys) * int(pose.top_k)
+            task = progress.add_task(f"{scene}: retrieval and pose", total=pairs)
+            result, lines = _evaluate_scene(
+                conf, loaded, heads, threshold, partial(progress.advance, task)
+            )
+            per_scene[scene] = result
+            for method in METHODS:
+                pairs_text[method] += lines[method]
     store.close()
     output.mkdir(parents=True, exist_ok=True)
     for method, lines in pairs_text.items():
@@ -191,7 +204,11 @@ def _load_scene(conf: Any, store: Any, overlaps: Path, root: Path, name: str) ->
 
 
 def _evaluate_scene(
-    conf: Any, loaded: _LoadedScene, heads: Mapping[str, Any], threshold: float
+    conf: Any,
+    loaded: _LoadedScene,
+    heads: Mapping[str, Any],
+    threshold: float,
+    advance: Callable[[], None],
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Per method, the scene's retrieval metrics, its pose errors and its retrieved pairs."""
     from vcat.evaluation.matching import MatchingError
@@ -225,12 +242,11 @@ def _evaluate_scene(
         except ValueError as exc:
             raise EvaluateOverlapError(f"scene {scene.name}: {exc}") from None
         try:
-            errors = [
-                pose_error_deg(
-                    estimate_pose(loaded.matcher.pose_pair(i, j), threshold), *_gt(loaded, i, j)
-                )
-                for i, j in retrieved_pairs(ranking, int(conf.pose.top_k))
-            ]
+            errors = []
+            for i, j in retrieved_pairs(ranking, int(conf.pose.top_k)):
+                estimate = estimate_pose(loaded.matcher.pose_pair(i, j), threshold)
+                errors.append(pose_error_deg(estimate, *_gt(loaded, i, j)))
+                advance()
         except MatchingError as exc:
             raise EvaluateOverlapError(str(exc)) from None
         result[method] = {"retrieval": retrieval, "pose_errors": errors}
