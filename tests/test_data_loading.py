@@ -360,7 +360,11 @@ def test_demo_crop_pairs_of_the_train_split(
     pairs = vcat.data.load(
         "demo-megadepth", "croco-crops", "train", project=demo_root, decode="tensor"
     )
-    assert len(pairs) == len(vcat.data.load("demo-megadepth", "croco-crops", project=demo_root))
+    validation = vcat.data.load("demo-megadepth", "croco-crops", "val", project=demo_root)
+    every = vcat.data.load("demo-megadepth", "croco-crops", project=demo_root)
+    # the crops come from the train (demo01, demo02) and validation (demo03) scenes
+    assert len(pairs) > 0 and len(validation) > 0
+    assert len(pairs) + len(validation) == len(every)
     first = pairs[0]
     assert first["1.jpg"].shape == first["2.jpg"].shape == (3, 256, 256)
     batch = next(iter(DataLoader(pairs, batch_size=4, num_workers=2)))

@@ -39,7 +39,7 @@ def project_copy(destination: Path) -> Path:
 
 
 #: Sections the example replaces whole (the README says so); in the others it sets the keys shown.
-REPLACED = ("gates",)
+REPLACED = ("gates", "model_gates", "result_gates")  # gate sections are replaced whole
 
 
 def set_keys(params_file: Path, changes: dict[str, dict[str, object]]) -> None:

@@ -238,3 +238,19 @@ def test_headline_table_lists_each_method_model_first(tmp_path: Path) -> None:
     assert "R@1 0.750  mAP 0.625  pose AUC@5/10/20 0.100/0.200/0.300" in lines[0]
     assert "pose AUC@5/10/20 nan/nan/nan" in lines[1]  # no pose for this method
     assert "micro-AP 0.500  R@1 0.750" in lines[2] and "micro-AP 0.125" in lines[3]
+
+
+def test_dvc_logging_left_on_a_closed_stream_does_not_fail_the_run(project: Path) -> None:
+    """An earlier in-process DVC call may have bound DVC's log handlers to streams closed
+    since (pytest's captures do this); the run binds them to the current ones."""
+    import io
+
+    from dvc.logger import setup
+
+    gone = io.StringIO()
+    with pytest.MonkeyPatch.context() as streams:
+        streams.setattr(sys, "stdout", gone)
+        streams.setattr(sys, "stderr", gone)
+        setup()
+    gone.close()
+    assert run_step("train", project).failed_stage is None

@@ -95,11 +95,30 @@ def _device_env(device: str | None) -> Iterator[None]:
             os.environ[DEVICE_ENV] = before
 
 
+def _log_to_current_streams() -> None:
+    """DVC's console logging, bound to this moment's stdout and stderr. DVC binds its handlers
+    to the streams of the time they are made; one made earlier in the process (by another
+    in-process DVC call) may hold a stream closed since, and a failed log write fails the
+    stage."""
+    import logging
+
+    from dvc.logger import LoggerHandler, setup
+
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, LoggerHandler):
+                logger.removeHandler(handler)
+    setup()
+
+
 def run_step(step: str, root: Path, *, device: str | None = None, dry: bool = False) -> Outcome:
     """Reproduce ``step``'s targets in the DVC project at ``root`` (module doc). ``dry``
     prints the commands DVC would run and runs none."""
     from dvc.exceptions import DvcException, ReproductionError
     from dvc.repo import Repo
+
+    _log_to_current_streams()
 
     try:
         repo = Repo(str(root))

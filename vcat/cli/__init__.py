@@ -54,14 +54,18 @@ COMMANDS = {
     ),
     "run": (
         "vcat.cli.run:run",
-        "Pre-train, extract features, train and evaluate, with the gates between them (dvc "
-        "repro of those stages); stop at the first failing gate.",
+        "Run gate -> pretrain -> gate -> features -> gate -> train -> gate -> evaluate -> gate "
+        "for the current params, as `dvc repro` would; stop at the first failing gate.",
     ),
     "train": (
         "vcat.cli.run:train",
-        "Pre-train the backbones, extract features and train the heads, with their gates.",
+        "Pre-train the backbones, extract their features and train the heads, with the gates "
+        "on their inputs and outputs (what they depend on runs first when stale).",
     ),
-    "eval": ("vcat.cli.run:evaluate", "Run the evaluations and their gates."),
+    "eval": (
+        "vcat.cli.run:evaluate",
+        "Run the evaluations and their gates (what they depend on runs first when stale).",
+    ),
     "stage": (
         "vcat.stage:app",
         "Run one pipeline stage (dvc.yaml calls these); settings come from params.yaml.",
