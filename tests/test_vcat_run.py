@@ -4,6 +4,7 @@ pipeline's groups (scripts that write files), and on the demo chain (slow)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,7 @@ def test_run_reproduces_every_step_and_its_gates_in_order(project: Path) -> None
     made = outputs(project)
     assert set(made) == {out for address, (out, _) in STAGES.items() if address != "unrelated@x"}
     assert set(made.values()) == {"cpu"}  # VCAT_DEVICE reached every stage
-    assert DEVICE_ENV not in __import__("os").environ
+    assert DEVICE_ENV not in os.environ
     status = subprocess.run(
         [sys.executable, "-m", "dvc", "status", "--json", *outcome.targets],
         cwd=project,
@@ -151,9 +152,10 @@ def test_unknown_step_device_and_project_are_refused(
 
 def vcat(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The installed `vcat` in ``project``, as a user runs it."""
-    executable = Path(sys.executable).parent / "vcat"
+    bin_dir = Path(sys.executable).parent  # the stages run `vcat stage`: it must be on PATH
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
-        [str(executable), *args], cwd=project, capture_output=True, text=True, check=False
+        [str(bin_dir / "vcat"), *args], cwd=project, env=env, capture_output=True, text=True
     )
 
 
