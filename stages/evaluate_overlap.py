@@ -25,7 +25,7 @@ split reported. OUTPUT receives each method's retrieved pairs, ``<method>.txt`` 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,6 +57,7 @@ default_conf: dict[str, Any] = {
     },
     "allow_pickle": False,  # original MegaDepth scene files store paths as pickled objects
     "device": "auto",  # where the heads embed the patches
+    "jobs": 0,  # threads estimating poses; 0: one per core (the metrics do not depend on it)
 }
 # params.yaml keys that only dvc.yaml reads: the heads evaluated (model name -> {})
 pipeline_keys = ("runs",)
@@ -118,6 +119,9 @@ def main(
             for i, j in chosen:
                 validation.append(loaded.matcher.pose_pair(i, j))
                 progress.advance(task)
+        task = progress.add_task(
+            "choosing the RANSAC threshold", total=len(validation) * len(pose.ransac_px)
+        )
         try:
             threshold, candidates = select_ransac_threshold(
                 validation,
@@ -125,6 +129,8 @@ def main(
                 split=str(conf.validation_split),
                 reported_splits={str(conf.split)},
                 thresholds=[float(d) for d in pose.auc_degrees],
+                jobs=_jobs(conf),
+                on_done=partial(progress.advance, task),
             )
         except ValueError as exc:
             raise EvaluateOverlapError(f"choosing the RANSAC threshold: {exc}") from None
@@ -136,11 +142,7 @@ def main(
         pairs_text: dict[str, list[str]] = {method: [] for method in METHODS}
         for scene in test_scenes:
             loaded = _load_scene(conf, store, overlaps, root, scene)
-            pairs = len(METHODS) * len(loaded.scene.keys) * int(pose.top_k)
-            task = progress.add_task(f"{scene}: retrieval and pose", total=pairs)
-            result, lines = _evaluate_scene(
-                conf, loaded, heads, threshold, partial(progress.advance, task)
-            )
+            result, lines = _evaluate_scene(conf, loaded, heads, threshold, progress)
             per_scene[scene] = result
             for method in METHODS:
                 pairs_text[method] += lines[method]
@@ -208,11 +210,12 @@ def _evaluate_scene(
     loaded: _LoadedScene,
     heads: Mapping[str, Any],
     threshold: float,
-    advance: Callable[[], None],
+    progress: Any,
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Per method, the scene's retrieval metrics, its pose errors and its retrieved pairs."""
+    """Per method, the scene's retrieval metrics, its pose errors and its retrieved pairs;
+    the pose estimates count on a task of ``progress``."""
     from vcat.evaluation.matching import MatchingError
-    from vcat.evaluation.pose import estimate_pose, pose_error_deg
+    from vcat.evaluation.pose import pose_errors
     from vcat.evaluation.ranking import ranking_metrics
     from vcat.evaluation.scene_poses import retrieved_pairs
     from vcat.training.overlap_eval import cls_rankings, relevant_sets, vop_rankings
@@ -233,6 +236,18 @@ def _evaluate_scene(
             radius=None if conf.radius is None else float(conf.radius),
             seed=int(conf.seed),
         )
+    top_k = int(conf.pose.top_k)
+    # the methods retrieve many of the same pairs: each is estimated once
+    unique = sorted(
+        {pair for ranking in rankings.values() for pair in retrieved_pairs(ranking, top_k)}
+    )
+    try:
+        pose_pairs = [loaded.matcher.pose_pair(i, j) for i, j in unique]
+    except MatchingError as exc:
+        raise EvaluateOverlapError(str(exc)) from None
+    task = progress.add_task(f"{scene.name}: relative poses of retrieved pairs", total=len(unique))
+    errors = pose_errors(pose_pairs, threshold, _jobs(conf), partial(progress.advance, task))
+    error_of = dict(zip(unique, errors, strict=True))
     result: dict[str, Any] = {}
     lines = {}
     for method in METHODS:
@@ -241,25 +256,12 @@ def _evaluate_scene(
             retrieval = ranking_metrics(ranking, relevant, ks)
         except ValueError as exc:
             raise EvaluateOverlapError(f"scene {scene.name}: {exc}") from None
-        try:
-            errors = []
-            for i, j in retrieved_pairs(ranking, int(conf.pose.top_k)):
-                estimate = estimate_pose(loaded.matcher.pose_pair(i, j), threshold)
-                errors.append(pose_error_deg(estimate, *_gt(loaded, i, j)))
-                advance()
-        except MatchingError as exc:
-            raise EvaluateOverlapError(str(exc)) from None
+        errors = [error_of[pair] for pair in retrieved_pairs(ranking, top_k)]
         result[method] = {"retrieval": retrieval, "pose_errors": errors}
         lines[method] = [
             f"{scene.names[i]} {scene.names[j]}" for i, j in retrieved_pairs(ranking, max(ks))
         ]
     return result, lines
-
-
-def _gt(loaded: _LoadedScene, i: int, j: int) -> tuple[Any, Any]:
-    from vcat.evaluation.scene_poses import relative_pose
-
-    return relative_pose(loaded.matcher.cameras[i], loaded.matcher.cameras[j])
 
 
 def _pooled(per_scene: Mapping[str, Mapping[str, Any]], degrees: Sequence[float]) -> dict[str, Any]:
@@ -321,6 +323,13 @@ def _scenes(conf: Any) -> tuple[list[str], list[str]]:
             "other scenes than those reported"
         )
     return test, validation
+
+
+def _jobs(conf: Any) -> int:
+    """Threads for pose estimation: ``jobs``, or one per core the process may use."""
+    import os
+
+    return int(conf.jobs) or len(os.sched_getaffinity(0))
 
 
 def _device(name: str) -> Any:

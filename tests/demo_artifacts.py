@@ -61,21 +61,20 @@ def _run(args: list[str], cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
 
 
-def copy_files(destination: Path) -> Path:
-    """The checkout's files as git sees them (tracked, and new but not ignored), copied to
-    ``destination``."""
+def copy_files(destination: Path, source: Path = REPO) -> Path:
+    """The files of checkout ``source`` as git sees them (tracked, and new but not ignored),
+    copied to ``destination``."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
+        cwd=source,
         capture_output=True,
         check=True,
     ).stdout
     for name in filter(None, listed.decode().split("\0")):
-        source = REPO / name
-        if source.is_file():
+        if (source / name).is_file():
             target = destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+            shutil.copy2(source / name, target)
     return destination
 
 
@@ -123,16 +122,7 @@ def copy_project(source: Path, destination: Path) -> Path:
     """A copy of the built project ``source`` that a test may change: its files as git sees
     them, the DVC cache and every output (data/, models/, metrics/), committed in a new git
     repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=source,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        if (source / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, destination / name)
+    copy_files(destination, source)
     for folder in ("data", "models", "metrics", ".dvc/cache", ".vcat"):
         if (source / folder).is_dir():
             shutil.copytree(

@@ -200,3 +200,23 @@ def test_trained_head_beats_untrained_head_and_cls_on_held_out_scene(
     lines = pairs.splitlines()
     assert len(lines) == 48 * 10
     assert all(line.count("Undistorted_SfM/demo04/images/") == 2 for line in lines)
+
+
+def test_a_pair_gets_the_same_matches_whichever_way_it_is_asked_first(tmp_path: Path) -> None:
+    from vcat.evaluation.scene_poses import SceneMatcher
+
+    base = textured(4)
+    names = []
+    for k, shift in enumerate(((0, 0), (9, 4), (-6, 7))):
+        moved = cv2.warpAffine(base, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (320, 240))
+        cv2.imwrite(str(tmp_path / f"{k}.png"), moved)
+        names.append(f"{k}.png")
+    cameras = [SceneImage(name, tmp_path / "d.h5", np.eye(3), np.eye(4)) for name in names]
+    forward, backward = (SceneMatcher(tmp_path, cameras, 300, 0.8) for _ in range(2))
+    one = forward.matches(0, 2)
+    other = backward.matches(2, 0)[::-1]  # asked the other way first, then swapped back
+    assert len(one[0]) > 20
+    assert all(np.array_equal(a, b) for a, b in zip(one, other, strict=True))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(forward.matches(2, 0), other[::-1], strict=True)
+    )

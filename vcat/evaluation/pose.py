@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -139,13 +140,39 @@ def pose_auc(
     return aucs
 
 
+def pose_errors(
+    pairs: Sequence[PosePair],
+    threshold_px: float,
+    jobs: int = 1,
+    on_done: Callable[[], None] | None = None,
+) -> list[float]:
+    """The pose error of each pair (in order) at one RANSAC threshold, on ``jobs`` threads
+    (OpenCV releases the GIL while it estimates; each estimate is deterministic, so the
+    errors do not depend on ``jobs``). ``on_done`` is called after each pair."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+
+    def error(pair: PosePair) -> float:
+        found = pose_error_deg(estimate_pose(pair, threshold_px), pair.R, pair.t)
+        if on_done is not None:
+            on_done()
+        return found
+
+    if jobs == 1 or len(pairs) < 2:
+        return [error(pair) for pair in pairs]
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(error, pairs))
+
+
 def evaluate_poses(
     pairs: Sequence[PosePair],
     threshold_px: float,
     thresholds: Sequence[float] = AUC_THRESHOLDS_DEG,
+    jobs: int = 1,
+    on_done: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """Pose AUC of the pairs at one RANSAC threshold: ``{"auc@5": ..., "failures": ...}``."""
-    errors = [pose_error_deg(estimate_pose(p, threshold_px), p.R, p.t) for p in pairs]
+    errors = pose_errors(pairs, threshold_px, jobs, on_done)
     result = {f"auc@{t:g}": v for t, v in pose_auc(errors, thresholds).items()}
     result["failures"] = float(sum(math.isinf(e) for e in errors))
     return result
@@ -158,6 +185,8 @@ def select_ransac_threshold(
     split: str,
     reported_splits: Collection[str],
     thresholds: Sequence[float] = AUC_THRESHOLDS_DEG,
+    jobs: int = 1,
+    on_done: Callable[[], None] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The candidate RANSAC threshold with the best mean AUC over ``thresholds``, and the mean
     AUC of every candidate (ties: the smaller threshold).
@@ -178,7 +207,7 @@ def select_ransac_threshold(
         raise ValueError(f"split {split!r} has no pairs to choose a threshold on")
     means = {}
     for candidate in candidates_px:
-        aucs = evaluate_poses(pairs, candidate, thresholds)
+        aucs = evaluate_poses(pairs, candidate, thresholds, jobs, on_done)
         means[float(candidate)] = float(np.mean([aucs[f"auc@{t:g}"] for t in thresholds]))
     best = max(sorted(means), key=lambda c: means[c])
     return best, means

@@ -66,15 +66,17 @@ class SceneMatcher:
         return self._features[index]
 
     def matches(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """Matched keypoints of image i and image j (row k of one matches row k of the other)."""
-        if (j, i) in self._matches:
-            second, first = self._matches[(j, i)]
-            return first, second
-        if (i, j) not in self._matches:
-            self._matches[(i, j)] = mutual_ratio_matches(
-                self.features(i), self.features(j), self.ratio
+        """Matched keypoints of image i and image j (row k of one matches row k of the other).
+
+        The ratio test is not symmetric, so a pair is always matched from its lower index:
+        (i, j) and (j, i) get the same matches, whichever is asked first."""
+        low, high = min(i, j), max(i, j)
+        if (low, high) not in self._matches:
+            self._matches[(low, high)] = mutual_ratio_matches(
+                self.features(low), self.features(high), self.ratio
             )
-        return self._matches[(i, j)]
+        first, second = self._matches[(low, high)]
+        return (first, second) if i == low else (second, first)
 
     def pose_pair(self, i: int, j: int) -> PosePair:
         first, second = self.cameras[i], self.cameras[j]
