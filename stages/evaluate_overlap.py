@@ -34,6 +34,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from vcat.console import stderr, stderr_bars
+from vcat.devices import resolve_device
 from vcat.stage import MetricsOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import folder_argument, output_argument, run_stage, settings
 
@@ -91,7 +92,7 @@ def main(
     _check(conf)
     test_scenes, validation_scenes = _scenes(conf)
     started = time.perf_counter()
-    device = _device(str(conf.device))
+    device = resolve_device(str(conf.device))
     try:
         trained = head_from_checkpoint(torch.load(head_file, map_location="cpu", weights_only=True))
     except (OSError, ValueError, RuntimeError) as exc:
@@ -330,15 +331,6 @@ def _jobs(conf: Any) -> int:
     import os
 
     return int(conf.jobs) or len(os.sched_getaffinity(0))
-
-
-def _device(name: str) -> Any:
-    from vcat.devices import resolve_device
-
-    try:
-        return resolve_device(name)
-    except ValueError as exc:
-        raise EvaluateOverlapError(str(exc)) from None
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -30,6 +30,7 @@ from typing import Annotated, Any
 import typer
 
 from vcat.console import stderr
+from vcat.devices import resolve_device
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import folder_argument, run_stage, settings
 
@@ -79,7 +80,7 @@ def main(
     if output.is_file() and not overwrite and _made_from(output) == fingerprint:
         stderr.print(f"{output} is up to date")
         return output
-    device = _device(str(conf.device))
+    device = resolve_device(str(conf.device))
     dataset = ShardDataset(pairs, transform=_PairTransform(entry, int(conf.imsize)))
     if len(dataset) < int(conf.batch_size):
         raise PretrainError(f"{pairs} holds {len(dataset)} pairs, fewer than one batch")
@@ -225,16 +226,6 @@ def _counts(refs: Sequence[str]) -> tuple[int, int]:
             subset.count.released if subset.count.released is not None else subset.count.published
         )
     return published, released
-
-
-def _device(name: str) -> Any:
-    """``resolve_device``'s device, its refusal as this stage's error."""
-    from vcat.devices import resolve_device
-
-    try:
-        return resolve_device(name)
-    except ValueError as exc:
-        raise PretrainError(str(exc)) from None
 
 
 def _fingerprint(conf: Any, pairs: Path, model_name: str) -> str:

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import typer
 
 from vcat.console import stderr
+from vcat.devices import resolve_device
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import folder_argument, run_stage, settings
 
@@ -111,7 +112,7 @@ def main(
             f"scenes {', '.join(names)} give no pair in the overlap bins {bins} and none "
             "without overlap"
         )
-    device = _device(str(conf.device))
+    device = resolve_device(str(conf.device))
     torch.manual_seed(seed_of(seed, "init"))  # the initial weights
     head = OverlapHead(head_config).to(device)
     loader_settings = {"batch_size": batch_size, "num_workers": int(conf.workers)}
@@ -206,16 +207,6 @@ def _held_out_images(conf: Any) -> Any:
 
     images = entry_splits(str(conf.entry)).held_out_images()
     return SplitFilter.of("held-out", images=images).holds if images else None
-
-
-def _device(name: str) -> Any:
-    """``resolve_device``'s device, its refusal as this stage's error."""
-    from vcat.devices import resolve_device
-
-    try:
-        return resolve_device(name)
-    except ValueError as exc:
-        raise TrainOverlapError(str(exc)) from None
 
 
 def _digest(path: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vcat.devices import DEVICE_ENV, requested_device, resolve_device
+from vcat.devices import DEVICE_ENV, DeviceError, requested_device, resolve_device
 
 
 def test_param_is_used_without_override(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,7 +33,7 @@ def test_auto_follows_torch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unknown_name_names_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DEVICE_ENV, "tpu")
-    with pytest.raises(ValueError, match=r"VCAT_DEVICE=tpu: use one of auto, cpu, cuda"):
+    with pytest.raises(DeviceError, match=r"VCAT_DEVICE=tpu: use one of auto, cpu, cuda"):
         resolve_device("cpu")
     monkeypatch.delenv(DEVICE_ENV)
     with pytest.raises(ValueError, match=r"device 'gpu'"):

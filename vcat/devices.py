@@ -18,6 +18,10 @@ DEVICE_ENV = "VCAT_DEVICE"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+class DeviceError(ValueError):
+    """The device asked for is unknown or absent; the message says where it was asked."""
+
+
 def requested_device(param: str) -> str:
     """The device asked for: ``VCAT_DEVICE`` when set and not empty, else ``param``."""
     override = os.environ.get(DEVICE_ENV, "").strip()
@@ -26,7 +30,7 @@ def requested_device(param: str) -> str:
 
 def resolve_device(param: str) -> torch.device:
     """The device for ``param`` (module doc): ``auto`` is CUDA when torch sees a GPU, else the
-    CPU. Raises ValueError for an unknown name or ``cuda`` without a GPU, naming where the
+    CPU. Raises DeviceError for an unknown name or ``cuda`` without a GPU, naming where the
     request came from."""
     import torch  # only when a stage runs: the CLI stays light
 
@@ -37,7 +41,7 @@ def resolve_device(param: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in DEVICE_CHOICES:
-        raise ValueError(f"{source}: use one of {', '.join(DEVICE_CHOICES)}")
+        raise DeviceError(f"{source}: use one of {', '.join(DEVICE_CHOICES)}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{source}: torch sees no CUDA device; use auto or cpu")
+        raise DeviceError(f"{source}: torch sees no CUDA device; use auto or cpu")
     return torch.device(name)

@@ -23,6 +23,7 @@ import typer
 from omegaconf import DictConfig
 
 from vcat.console import fail
+from vcat.devices import DeviceError
 from vcat.parts import PartsError, ShardSpec, shard_spec
 from vcat.shards import ShardError
 from vcat.stage import StageError, merge_conf, stage_conf
@@ -38,7 +39,13 @@ class StageFailed(StageError):
 
 
 #: Errors that mean the stage could not run with what it was given (exit 2).
-INPUT_ERRORS: tuple[type[Exception], ...] = (StageError, InputError, ShardError, PartsError)
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    StageError,
+    InputError,
+    ShardError,
+    PartsError,
+    DeviceError,
+)
 
 
 def list_argument(help: str) -> Any:
