@@ -27,7 +27,6 @@ PREPARED = (
     "data/prepared/overlap/demo-megadepth",
     "data/prepared/overlap/demo-matterport",
     "data/prepared/locus-precompute/demo-matterport",
-    "models/demo-croco-vit/checkpoint.pt",
 )
 STAGES = (
     "flickr-images",
@@ -38,7 +37,6 @@ STAGES = (
     "copydetect-train",
     "overlap",
     "locus-precompute",
-    "pretrain",
 )
 
 
@@ -94,8 +92,9 @@ def demo_root(scratch: Path) -> Path:
     return build_copy(scratch)
 
 
-#: What `vcat run` adds to the prepared artifacts: the trained head and the evaluations.
+#: What `vcat run` adds to the prepared artifacts: the checkpoints and the evaluations.
 TRAINED = (
+    "models/demo-croco-vit/checkpoint.pt",
     "models/vop-overlap-head-demo/checkpoint.pt",
     "metrics/eval/overlap/vop-overlap-head-demo.json",
     "metrics/eval/copydetect/demo-copydetect.json",

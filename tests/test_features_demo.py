@@ -1,5 +1,6 @@
 """The features stage with the demo backbone (demo-croco-vit, trained by `dvc repro pretrain`)
-on the demo MegaDepth images (of this checkout, or of the copy ``demo_root`` builds)."""
+on the demo MegaDepth images (of this checkout, or of the copy ``demo_trained_root`` builds;
+slow: the copy runs the training chain)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from stages import features as stage
@@ -27,11 +29,12 @@ def one_scene_root(tmp_path: Path, demo: Path, scene: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_demo_backbone_describes_a_demo_scene_in_vops_layout(
-    tmp_path: Path, demo_root: Path
+    tmp_path: Path, demo_trained_root: Path
 ) -> None:
-    model = load_model("demo-croco-vit", demo_root)
-    root = one_scene_root(tmp_path, demo_root, "demo01")
+    model = load_model("demo-croco-vit", demo_trained_root)
+    root = one_scene_root(tmp_path, demo_trained_root, "demo01")
     metrics = tmp_path / "m.json"
     output = stage.main(
         {"workers": 2, "batch_size": 16},
@@ -39,7 +42,7 @@ def test_demo_backbone_describes_a_demo_scene_in_vops_layout(
         "demo-croco-vit",
         tmp_path / "overlap_feats.h5",
         metrics=metrics,
-        project=demo_root,
+        project=demo_trained_root,
     )
     assert json.loads(metrics.read_text()) == {
         "images": 48,

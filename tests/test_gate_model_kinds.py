@@ -23,7 +23,6 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from tests.demo_artifacts import REPO
 from vcat.cli import app
 from vcat.features import h5layout
 
@@ -214,22 +213,16 @@ def test_features_that_cannot_be_read_cannot_be_checked(tmp_path: Path) -> None:
     assert str(absent) in result.stderr and "no features metrics" in result.stderr
 
 
-def test_the_demo_features_file_passes(tmp_path: Path) -> None:
-    artifact = REPO / REAL_FEATURES
-    if not artifact.is_file():
-        pytest.skip(f"{REAL_FEATURES} is not in this checkout: `dvc repro features` writes it")
-    checks: dict[str, Any] = {}
-    metrics = REPO / REAL_METRICS
-    recorded = json.loads(metrics.read_text()) if metrics.is_file() else None
-    if recorded is not None:
-        checks["count"] = {"metrics": str(metrics)}
-    result = gate(tmp_path, artifact, "features", checks)
+@pytest.mark.slow  # the demo's features come from the training chain
+def test_the_demo_features_file_passes(tmp_path: Path, demo_trained_root: Path) -> None:
+    artifact = demo_trained_root / REAL_FEATURES
+    metrics = demo_trained_root / REAL_METRICS
+    recorded = json.loads(metrics.read_text())
+    result = gate(tmp_path, artifact, "features", {"count": {"metrics": str(metrics)}})
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)["facts"]
-    assert facts["images"] == len(h5layout.image_names(artifact))
-    if recorded is not None:
-        assert facts["images"] == recorded["images"]
-        assert (facts["patches"], facts["dims"]) == (recorded["patches"], recorded["dims"])
+    assert facts["images"] == len(h5layout.image_names(artifact)) == recorded["images"]
+    assert (facts["patches"], facts["dims"]) == (recorded["patches"], recorded["dims"])
 
 
 # -- metrics ----------------------------------------------------------------------------------

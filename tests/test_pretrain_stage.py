@@ -45,6 +45,7 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow  # about 40 s of training on two cores
 def test_the_loss_falls_and_the_checkpoint_is_the_backbone(demo_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run" / "checkpoint.pt"
     process = pretrain(demo_root, tmp_path, out, epochs=4)
