@@ -32,7 +32,6 @@ temporary name and renamed into place.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vcat.stage import MetricsOption, ParamsOption, StageError, write_json
+from vcat.stage import MetricsOption, ParamsOption, StageError, write_json, write_text_atomic
 from vcat.stage_cli import folder_argument, output_argument, run_stage, settings
 
 if TYPE_CHECKING:
@@ -137,18 +136,6 @@ def predictions_text(predictions: Sequence[Prediction]) -> str:
     """ISC2021's predictions CSV of ``predictions`` (module docstring)."""
     lines = [HEADER, *(f"{p.query},{p.reference},{p.score:.6f}" for p in predictions)]
     return "\n".join(lines) + "\n"
-
-
-def _write_text(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8", newline="")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def scores(
@@ -250,7 +237,7 @@ def main(
         found = knn_predictions(on_queries, list(queries), on_references, list(references), k)
         predictions = as_written(found)
         results.append((predictions, scores(predictions, rows)))
-    _write_text(output, predictions_text(results[0][0]))
+    write_text_atomic(output, predictions_text(results[0][0]))
     values: dict[str, Any] = {
         "model": model_name,
         "k": k,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 
 from vcat.console import stderr, stderr_bars
 from vcat.devices import resolve_device
-from vcat.stage import MetricsOption, ParamsOption, StageError, write_json
+from vcat.stage import MetricsOption, ParamsOption, StageError, write_json, write_text_atomic
 from vcat.stage_cli import folder_argument, output_argument, run_stage, settings
 
 NAME = "evaluate-overlap"
@@ -150,7 +151,7 @@ def main(
     store.close()
     output.mkdir(parents=True, exist_ok=True)
     for method, lines in pairs_text.items():
-        _write_text(output / f"{method}.txt", "".join(f"{line}\n" for line in lines))
+        write_text_atomic(output / f"{method}.txt", "".join(f"{line}\n" for line in lines))
     values = {
         "split": str(conf.split),
         "scenes": test_scenes,
@@ -175,13 +176,13 @@ def main(
     return values
 
 
+@dataclass(frozen=True)
 class _LoadedScene:
-    """A scene's features, overlap matrix, cameras and matcher."""
+    """A scene (names, overlap matrix), its stacked features and its matcher (cameras)."""
 
-    def __init__(self, scene: Any, features: Any, matcher: Any) -> None:
-        self.scene = scene
-        self.features = features
-        self.matcher = matcher
+    scene: Any
+    features: Any
+    matcher: Any
 
 
 def _load_scene(conf: Any, store: Any, overlaps: Path, root: Path, name: str) -> _LoadedScene:
@@ -331,12 +332,6 @@ def _jobs(conf: Any) -> int:
     import os
 
     return int(conf.jobs) or len(os.sched_getaffinity(0))
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
 
 
 OverlapsArgument = folder_argument("The overlap stage's folder of <scene>.npz.", metavar="OVERLAPS")

@@ -250,19 +250,24 @@ def stage_conf(
     return merge_conf(default_conf, overrides, locate=locate)
 
 
-def write_json(path: Path, values: Mapping[str, Any]) -> None:
-    """``values`` as indented JSON with sorted keys (equal values, equal bytes), written to a
-    temporary name and renamed; the file is left alone when it already holds exactly that."""
-    text = json.dumps(values, indent=2, sort_keys=True) + "\n"
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` (UTF-8, line ends as given) written to a temporary name and renamed; the file
+    is left alone when it already holds exactly that."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     try:
-        partial.write_text(text, encoding="utf-8")
+        partial.write_text(text, encoding="utf-8", newline="")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)  # a disk that filled leaves no half-written file
+
+
+def write_json(path: Path, values: Mapping[str, Any]) -> None:
+    """``values`` as indented JSON with sorted keys (equal values, equal bytes), written with
+    :func:`write_text_atomic`."""
+    write_text_atomic(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 MetricsOption = Annotated[
