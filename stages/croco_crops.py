@@ -53,7 +53,7 @@ from vcat.croco.crops_file import CropsFormatError, PairHeader, read_headers, su
 from vcat.croco.extract import ExtractSettings, PairFailure, Task, planned_decodes
 from vcat.croco.layout import StemLayout
 from vcat.croco.provenance import PROVENANCE_NAME, provenance_text
-from vcat.croco.tasks import WorkerDied, group_headers, run_tasks, task_size
+from vcat.croco.tasks import group_headers, run_tasks, task_size
 from vcat.croco.tree import LISTING_NAME, listing_text, write_atomic, write_tree
 from vcat.parts import (
     WHOLE,
@@ -617,5 +617,5 @@ def command(
         params,
         lambda conf: main(conf, crops, root, output, overwrite, metrics, spec, merge, tree),
         pipeline_keys,
-        input_errors=(CropsFormatError, WorkerDied),
+        input_errors=(CropsFormatError,),
     )

@@ -29,16 +29,14 @@ one video's JPEG frames in memory at a time (a 10-minute video at 10 fps: about 
 from __future__ import annotations
 
 import filecmp
+import functools
 import hashlib
 import json
 import os
 import shutil
-import signal
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -59,6 +57,7 @@ from vcat.parts import (
     merge_samples,
     part_folder,
 )
+from vcat.processes import ordered_map
 from vcat.regular import read_regular_text
 from vcat.shards import ShardError, ShardWriter, check_member_name
 from vcat.stage import (
@@ -304,35 +303,18 @@ def _extract(video: Video, settings: FrameSettings) -> ExtractedVideo | VideoPro
         return problem
 
 
-def _ignore_interrupts() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _results(
     videos: Sequence[Video], settings: FrameSettings, jobs: int
 ) -> Iterator[ExtractedVideo | VideoProblem]:
     """What each video gives, in order; ``jobs`` processes decode at most ``2 * jobs``
-    videos ahead of the one being stored."""
-    if jobs <= 1 or len(videos) <= 1:
-        for video in videos:
-            yield _extract(video, settings)
-        return
-    # spawned, not forked: a fork of a process running threads (the progress display's, a
-    # library's pool) can inherit a lock held forever; workers ignore Ctrl-C, which stops the
-    # run here once the videos being decoded are done
-    pool = ProcessPoolExecutor(
-        jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts
+    videos ahead of the one being stored. Spawned, not forked: a fork of a process running
+    threads (the progress display's, a library's pool) can inherit a lock held forever."""
+    extract = functools.partial(_extract, settings=settings)
+    jobs = min(jobs, len(videos))
+    advice = "lower jobs; what was sealed is kept, run the stage again to resume"
+    yield from ordered_map(
+        extract, videos, jobs, start_method="spawn", ahead=2 * jobs, advice=advice
     )
-    pending: deque[Future[ExtractedVideo | VideoProblem]] = deque()
-    try:
-        for video in videos:
-            pending.append(pool.submit(_extract, video, settings))
-            if len(pending) >= 2 * jobs:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _progress() -> Progress:

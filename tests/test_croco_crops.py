@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from stages.croco_crops import FAILURES_NAME, TooManyFailed, main
 from tests.bad_images import HTML_PAGE, jpeg, png_bomb
+from tests.process_tree import children
 from vcat.cli import app
 from vcat.croco.crops_file import CropsFormatError, read_headers, summarize
 from vcat.croco.extract import effective_rotation
@@ -628,21 +629,6 @@ def test_a_run_killed_mid_way_resumes_to_the_same_bytes(tmp_path: Path) -> None:
     assert folder_bytes(output) == folder_bytes(tmp_path / "clean")
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-@pytest.mark.slow
 def test_a_worker_killed_mid_way_ends_the_run_in_one_line_and_it_resumes(tmp_path: Path) -> None:
     crops, root = big_world(tmp_path)
     settings = {"imsize": 64, "jobs": 2, "shard_max_count": 5}

@@ -14,6 +14,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from subprocess import PIPE
 
 import av
 import numpy as np
@@ -23,6 +24,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stages.video_frames import ListError, TooManyFailed, main, merge
+from tests.process_tree import children, command_line
 from vcat.cli import app
 from vcat.parts import ShardSpec, part_folder
 from vcat.shards import ShardReader, unpack_shards
@@ -404,6 +406,32 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path: Path) -> None:
     main(settings, videos, tmp_path / "whole")
     assert digests(killed) == digests(tmp_path / "whole")
     assert not journal.exists()
+
+
+def test_a_worker_killed_mid_way_ends_the_run_in_one_line_and_it_resumes(tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    for index in range(12):
+        write_video(videos / f"clip{index:02d}.mp4", 45, rate=30, size=(320, 240))
+    params = tmp_path / "params.yaml"
+    params.write_text("video-frames:\n  jobs: 2\n  shard_max_count: 7\n")
+    command = [str(Path(sys.executable).with_name("vcat")), "stage", "video-frames", str(videos)]
+    output = tmp_path / "out"
+    process = subprocess.Popen([*command, str(output), "--params", str(params)], stderr=PIPE)
+    deadline = time.monotonic() + 60
+    while not (output / "shard-000001.tar").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    workers = [pid for pid in children(process.pid) if "spawn_main" in command_line(pid)]
+    assert workers, "no worker process found"
+    os.kill(workers[0], signal.SIGKILL)
+    _, error = process.communicate(timeout=60)
+    assert process.returncode == 2, error
+    assert "Traceback" not in error.decode()
+    assert "a worker process ended abruptly (killed by signal 9" in error.decode()
+    assert not (output / "index.json").exists()
+    done = subprocess.run([*command, str(output), "--params", str(params)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    main(conf(shard_max_count=7), videos, tmp_path / "whole")
+    assert digests(output) == digests(tmp_path / "whole")
 
 
 # --- the reader ------------------------------------------------------------------------------

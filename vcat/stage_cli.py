@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from vcat.console import fail
 from vcat.devices import DeviceError
 from vcat.parts import PartsError, ShardSpec, shard_spec
+from vcat.processes import WorkerDied
 from vcat.shards import ShardError
 from vcat.stage import StageError, merge_conf, stage_conf
 
@@ -45,6 +46,7 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     ShardError,
     PartsError,
     DeviceError,
+    WorkerDied,
 )
 
 

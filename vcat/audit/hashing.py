@@ -8,9 +8,9 @@ a silent gap: the caller decides what a failure means.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from vcat.images import ImageFailure, ImageLimits, ImageProblem
 from vcat.phash import HASH_BYTES, hash_bytes
+from vcat.processes import ordered_map
 from vcat.regular import NotRegularFile, out_of_resources, read_regular
 from vcat.shards import ShardReader
 
@@ -80,6 +81,16 @@ def _member_chunk(
     return done, b"".join(code.tobytes() for code in codes), failed
 
 
+def _chunk_of(
+    work: Callable[..., _Chunk],
+    source: object,
+    limits: ImageLimits,
+    chunk: tuple[int, Sequence[object]],
+) -> _Chunk:
+    start, items = chunk
+    return work(source, items, start, limits)
+
+
 def _run(
     work: Callable[..., _Chunk],
     source: object,
@@ -96,11 +107,11 @@ def _run(
             results.append(work(source, chunk, start, limits))
             advance(len(chunk))
     else:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(chunks))) as pool:
-            futures = [pool.submit(work, source, chunk, start, limits) for start, chunk in chunks]
-            for future, (_, chunk) in zip(futures, chunks, strict=True):
-                results.append(future.result())
-                advance(len(chunk))
+        one_chunk = functools.partial(_chunk_of, work, source, limits)
+        hashed_chunks = ordered_map(one_chunk, chunks, min(jobs, len(chunks)))
+        for result, (_, chunk) in zip(hashed_chunks, chunks, strict=True):
+            results.append(result)
+            advance(len(chunk))
     hashed = Hashed()
     buffers: list[bytes] = []
     for done, codes, failed in results:

@@ -225,6 +225,7 @@ def leakage(
     from vcat.audit.leakage import audit
     from vcat.catalog.loader import load_catalog
     from vcat.problems import CatalogError
+    from vcat.processes import WorkerDied
     from vcat.project import ProjectNotFound, default_catalog_dir
     from vcat.stage import StageError, write_json
 
@@ -245,7 +246,7 @@ def leakage(
                 jobs=int(settings.jobs) or default_jobs(),
                 progress=bar,
             )
-    except (AuditError, StageError, ProjectNotFound, CatalogError) as exc:
+    except (AuditError, StageError, ProjectNotFound, CatalogError, WorkerDied) as exc:
         fail(str(exc))  # a CatalogError here is the settings file's first problem, with its line
     document = _inside_project(report.to_json())
     if out is not None:

@@ -34,10 +34,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import shutil
-import signal
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +49,7 @@ from vcat.copydetect import groundtruth
 from vcat.copydetect.names import GUIDE_POOL, USES_OTHER_IMAGES
 from vcat.copydetect.overlays import Assets
 from vcat.copydetect.seeds import copy_rng
+from vcat.processes import ordered_map
 from vcat.regular import open_regular
 from vcat.stage_cli import StageFailed
 
@@ -314,12 +313,6 @@ _WORKER_JOB: Job | None = None
 _WORKER_CONTEXT: Any = None
 
 
-def _ignore_interrupts() -> None:
-    # Ctrl-C reaches the whole process group: the parent stops the workers and keeps what
-    # is sealed; a worker that raised KeyboardInterrupt itself would only be replaced
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _work(cls: int) -> ClassOutcome:
     global _WORKER_CONTEXT
     assert _WORKER_JOB is not None
@@ -330,7 +323,7 @@ def _work(cls: int) -> ClassOutcome:
 
 def outcomes(job: Job, classes: Sequence[int], jobs: int) -> Iterator[ClassOutcome]:
     """``make_class`` of each class, in order, on ``jobs`` processes (forked, so the job is
-    shared without pickling; 1: in this process)."""
+    shared without pickling; 1: in this process). A worker that dies raises ``WorkerDied``."""
     global _WORKER_JOB, _WORKER_CONTEXT
     if not classes:
         return
@@ -346,9 +339,8 @@ def outcomes(job: Job, classes: Sequence[int], jobs: int) -> Iterator[ClassOutco
     cv2.setNumThreads(1)
     _WORKER_JOB, _WORKER_CONTEXT = job, None
     try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(jobs, initializer=_ignore_interrupts) as workers:
-            yield from workers.imap(_work, classes, chunksize=1)
+        advice = "lower jobs; what was sealed is kept, run the stage again to resume"
+        yield from ordered_map(_work, classes, jobs, start_method="fork", advice=advice)
     finally:
         _WORKER_JOB = None
 

@@ -10,21 +10,15 @@ written never depends on it.
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
+import functools
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from vcat.croco.crops_file import PairHeader
 from vcat.croco.extract import ExtractSettings, PairResult, Task, run_task
+from vcat.processes import ordered_map
 
 TaskResult = list[tuple[int, PairResult]]
-
-
-class WorkerDied(Exception):
-    """A worker process ended abruptly (killed, out of memory); what was written is kept."""
 
 
 MIN_TASK_PAIRS = 16
@@ -57,36 +51,20 @@ def group_headers(headers: Iterable[PairHeader], task_pairs: int) -> Iterator[li
         yield run
 
 
-def _ignore_interrupt() -> None:
-    # Ctrl-C reaches the whole process group: the parent stops the pool and keeps what is done
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def run_tasks(
     tasks: Iterable[Task], settings: ExtractSettings, jobs: int
 ) -> Iterator[tuple[Task, TaskResult]]:
     """Each task with its results, in the order given, computed on ``jobs`` processes (in this
-    process when ``jobs`` is 1) with at most ``4 * jobs`` tasks in flight."""
-    if jobs <= 1:
+    process when ``jobs`` is 1) with at most ``4 * jobs`` tasks in flight. A worker that dies
+    raises ``WorkerDied``, saying what to do."""
+    submitted: deque[Task] = deque()
+
+    def recorded() -> Iterator[Task]:
         for task in tasks:
-            yield task, run_task(task, settings)
-        return
-    context = multiprocessing.get_context("forkserver")
-    pending: deque[tuple[Task, Future[TaskResult]]] = deque()
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_interrupt)
-    try:
-        for task in tasks:
-            pending.append((task, pool.submit(run_task, task, settings)))
-            if len(pending) >= 4 * jobs:
-                task, future = pending.popleft()
-                yield task, future.result()
-        while pending:
-            task, future = pending.popleft()
-            yield task, future.result()
-    except BrokenProcessPool:
-        raise WorkerDied(
-            "a worker process ended abruptly (killed, or out of memory: lower jobs or "
-            "cache_images); what was sealed is kept, run the stage again to resume"
-        ) from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+            submitted.append(task)
+            yield task
+
+    work = functools.partial(run_task, settings=settings)
+    advice = "lower jobs or cache_images; what was sealed is kept, run the stage again to resume"
+    for result in ordered_map(work, recorded(), jobs, ahead=4 * jobs, advice=advice):
+        yield submitted.popleft(), result

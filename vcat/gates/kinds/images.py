@@ -15,10 +15,8 @@ time: memory stays bounded by the largest image whatever the size of the artifac
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from vcat.gates.checks import (
 )
 from vcat.gates.profile import Profile, ProfileError, Table
 from vcat.images import ImageProblem, load_image
+from vcat.processes import ordered_map
 from vcat.shards import INDEX_NAME, ShardError, ShardIndex
 
 KIND = "images"
@@ -177,12 +176,7 @@ def profile_shards(
     """The image rows and the shard row of each shard of ``artifact``, in shard order."""
     tasks = _tasks(artifact, load_index(artifact))
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    if workers == 1:
-        yield from map(_profile_shard, tasks)
-        return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield from pool.map(_profile_shard, tasks)
+    yield from ordered_map(_profile_shard, tasks, workers, start_method="fork")
 
 
 def tables(artifact: Path, workers: int | None) -> dict[str, Table]:
