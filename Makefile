@@ -1,11 +1,15 @@
 # Two entry points: `make demo` runs the main job, `make test` runs the checks.
 # Each creates .venv on first use and reinstalls when pyproject.toml changes; every phase
-# prints a line with the seconds since make started, and pip lists each package it fetches.
+# prints a line with the seconds since make started, and uv lists what it fetches and installs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check
+# uv reads no pip configuration: tools/uv_from_pip.py hands it this machine's indexes, wheel
+# folders and constraints, and like pip it takes each package's best version across them all
+UV_INSTALL = $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode \
+	--index-strategy unsafe-best-match $$($(BIN)/python tools/uv_from_pip.py)
 export PATH := $(BIN):$(PATH)
 
 START := $(shell date +%s)
@@ -19,10 +23,10 @@ install: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	$(call phase,creating $(VENV) with $(PYTHON))
 	$(PYTHON) -m venv $(VENV)
-	$(call phase,upgrading pip)
-	$(PIP) install --progress-bar on --upgrade pip
+	$(call phase,installing uv (it installs the packages below in parallel: minutes less than pip))
+	$(PIP) install --progress-bar on 'uv>=0.5,<1'
 	$(call phase,installing vcat with its dev and demo extras (DVC, PyTorch, matplotlib...; minutes on a fresh machine))
-	$(PIP) install --progress-bar on -e '.[dev,demo]'
+	$(UV_INSTALL) -e '.[dev,demo]'
 	touch $@
 	$(call phase,$(VENV) is ready)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -91,11 +92,12 @@ def build(
 
         def advance(part: Part, built: bool) -> None:
             stderr.print(f"{'built' if built else 'up to date'}: {part.name}", highlight=False)
-            done = parts.index(part) + 1
+            done = [known.name for known in parts].index(part.name) + 1
             following = parts[done].name if done < len(parts) else "checking"
             progress.update(task, completed=done, description=f"demo world: {following}")
 
-        reports = build_demo_world(project_root, catalog, force, parts, advance)
+        jobs = len(os.sched_getaffinity(0))
+        reports = build_demo_world(project_root, catalog, force, None, advance, jobs)
     stdout.print(_table(reports, project_root))
     if record:
         _record(catalog, [r for r in reports if not r.matches])

@@ -8,15 +8,17 @@ reference; a build that gives other bytes is reported, never silently accepted.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from vcat.catalog.fields import parse_checksum
 from vcat.catalog.loader import Catalog
 from vcat.hashing import hash_file
+from vcat.processes import ordered_map
 
 DEMO_WORLD = Path(".vcat") / "demo-world"
 
@@ -181,20 +183,38 @@ def build_demo_world(
     force: bool = False,
     parts: Iterable[Part] | None = None,
     on_part: Callable[[Part, bool], None] | None = None,
+    jobs: int = 1,
 ) -> list[FileReport]:
     """Build every part not already matching the catalog (all with ``force``); report each file.
 
-    ``on_part(part, built)`` is called after each part, ``built`` False when it was skipped.
-    An interrupted build leaves only ``.<part>.building`` folders, which the next run replaces.
+    ``on_part(part, built)`` is called after each part, in order, ``built`` False when it was
+    skipped. The default parts are built side by side on ``jobs`` processes (each part's bytes
+    never depend on it); given ``parts`` are built here, one after another. An interrupted
+    build leaves only ``.<part>.building`` folders, which the next run replaces.
     """
     world = project_root / DEMO_WORLD
+    chosen = list(parts) if parts is not None else demo_parts()
+    stale = [
+        part for part in chosen if force or not part_is_current(world / part.name, part, catalog)
+    ]
+    folders: Iterator[Path]
+    if parts is None and jobs > 1:
+        build = functools.partial(_build_default_part, world, project_root)
+        names = [part.name for part in stale]
+        folders = ordered_map(build, names, min(jobs, len(names)), advice="run it again")
+    else:
+        folders = (build_part(world, part, project_root) for part in stale)
     reports: list[FileReport] = []
-    for part in parts if parts is not None else demo_parts():
-        folder = world / part.name
-        built = force or not part_is_current(folder, part, catalog)
-        if built:
-            folder = build_part(world, part, project_root)
+    for part in chosen:
+        built = part in stale
+        folder = next(folders) if built else world / part.name
         reports += report_part(folder, part, catalog)
         if on_part is not None:
             on_part(part, built)
     return reports
+
+
+def _build_default_part(world: Path, project_root: Path, name: str) -> Path:
+    """``build_part`` of the default part ``name``, in a worker process."""
+    (part,) = [part for part in demo_parts() if part.name == name]
+    return build_part(world, part, project_root)

@@ -149,12 +149,9 @@ def _run_suite(
         batches[table_name] = table
     if not definitions:
         return SuiteRun(True, [], {}, None)
-    actions = []
-    if docs is not None:
-        actions.append(gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[SITE_NAME]))
     outcomes: list[Outcome] = []
     raw: dict[str, Any] = {}
-    pages: dict[str, Path] = {}
+    keys: dict[str, Any] = {}
     success = True
     # one checkpoint per table: each is given its own dataframe
     for definition in definitions:
@@ -164,7 +161,6 @@ def _run_suite(
             gx.Checkpoint(
                 name=f"{definition.name}.checkpoint",
                 validation_definitions=[definition],
-                actions=actions,
                 result_format={
                     "result_format": "COMPLETE",
                     "unexpected_index_column_names": [table.item_column],
@@ -176,8 +172,12 @@ def _run_suite(
         for key, validation in result.run_results.items():
             raw[table_name] = validation.to_json_dict()
             outcomes.extend(_outcomes(table_name, table.item_column, validation.results))
-            if docs is not None:
-                pages[table_name] = _page(context, key)
+            keys[table_name] = key
+    pages: dict[str, Path] = {}
+    if docs is not None:
+        # once for all tables: a docs action per checkpoint would rebuild the site each time
+        context.build_data_docs(site_names=[SITE_NAME])
+        pages = {table_name: _page(context, key) for table_name, key in keys.items()}
     index = docs / "index.html" if docs is not None else None
     return SuiteRun(success, outcomes, raw, index, pages)
 
