@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 
@@ -25,3 +28,16 @@ def command_line(pid: int) -> str:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def kill_worker_and_read_error(process: subprocess.Popen[bytes], worker: int) -> str:
+    """SIGKILL ``worker`` of ``process`` (started with ``stderr=PIPE``); the stage's error
+    output once it has ended, after checking that it ended as a killed worker must: exit 2,
+    one line saying so, no traceback."""
+    os.kill(worker, signal.SIGKILL)
+    _, error = process.communicate(timeout=60)
+    text = error.decode()
+    assert process.returncode == 2, text
+    assert "Traceback" not in text
+    assert "a worker process ended abruptly (killed by signal 9" in text
+    return text

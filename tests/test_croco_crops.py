@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typer.testing import CliRunner
 
 from stages.croco_crops import FAILURES_NAME, TooManyFailed, main
 from tests.bad_images import HTML_PAGE, jpeg, png_bomb
-from tests.process_tree import children
+from tests.process_tree import children, kill_worker_and_read_error
 from vcat.cli import app
 from vcat.croco.crops_file import CropsFormatError, read_headers, summarize
 from vcat.croco.extract import effective_rotation
@@ -645,11 +644,7 @@ def test_a_worker_killed_mid_way_ends_the_run_in_one_line_and_it_resumes(tmp_pat
     # fork server's children
     workers = [pid for child in children(process.pid) for pid in children(child)]
     assert workers, "no worker process found"
-    os.kill(workers[0], signal.SIGKILL)
-    _, error = process.communicate(timeout=60)
-    assert process.returncode == 2, error
-    assert "Traceback" not in error.decode()
-    assert "a worker process ended abruptly" in error.decode()
+    kill_worker_and_read_error(process, workers[0])
     assert not (output / "index.json").exists()
     done = subprocess.run([*command, "--params", str(params)], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
