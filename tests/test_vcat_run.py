@@ -150,6 +150,22 @@ def test_unknown_step_device_and_project_are_refused(
     assert result.exit_code == 2 and "no vcat project" in result.output
 
 
+@pytest.mark.parametrize("name", ["params.yaml", "dvc.yaml", "dvc.lock"])
+def test_a_broken_yaml_file_is_named_with_its_line(project: Path, name: str) -> None:
+    run_step("train", project, device="cpu")  # so that dvc.lock exists
+    path = project / name
+    before = path.read_text() if path.exists() else ""  # no params.yaml yet: DVC reads one
+    path.write_text(before + "extra: [not closed\n")
+    lines = len(path.read_text().splitlines())
+    with pytest.raises(RunError) as refused:
+        run_step("all", project)
+    message = str(refused.value)
+    assert message.startswith(f"{path}, line {lines + 1}, column 1: ")
+    assert message.endswith("fix the YAML there and run again")
+    result = runner.invoke(app, ["eval"])
+    assert result.exit_code == 2 and f"{name}, line {lines + 1}" in result.output
+
+
 def vcat(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The installed `vcat` in ``project``, as a user runs it."""
     bin_dir = Path(sys.executable).parent  # the stages run `vcat stage`: it must be on PATH

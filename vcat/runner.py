@@ -123,12 +123,12 @@ def run_step(step: str, root: Path, *, device: str | None = None, dry: bool = Fa
     try:
         repo = Repo(str(root))
     except DvcException as exc:
-        raise RunError(f"{root}: {exc}") from None
+        raise RunError(_yaml_problem(exc, root) or f"{root}: {exc}") from None
     with repo, _device_env(device):
         try:
             targets = step_targets(repo.index.graph, list(repo.index.stages), step)
         except DvcException as exc:
-            raise RunError(f"{root / 'dvc.yaml'}: {exc}") from None
+            raise RunError(_yaml_problem(exc, root) or f"{root / 'dvc.yaml'}: {exc}") from None
         if not targets:
             raise RunError(f"{root / 'dvc.yaml'} has no stage of step {step!r}")
         try:
@@ -138,6 +138,24 @@ def run_step(step: str, root: Path, *, device: str | None = None, dry: bool = Fa
             cause = f"{exc.__cause__}" if exc.__cause__ is not None else str(exc)
             return Outcome(targets, found.group(1) if found else "?", cause)
     return Outcome(targets)
+
+
+def _yaml_problem(error: BaseException, root: Path) -> str | None:
+    """Where the YAML file DVC could not read (dvc.yaml, params.yaml, dvc.lock) is broken, as
+    ``FILE, line L, column C: problem``; None when ``error`` is not about one."""
+    path: str | None = None
+    current: BaseException | None = error
+    while current is not None:
+        path = path or getattr(current, "path", None)
+        mark = getattr(current, "problem_mark", None)
+        if mark is not None and path is not None:
+            problem = getattr(current, "problem", None) or "not valid YAML"
+            return (
+                f"{root / path}, line {mark.line + 1}, column {mark.column + 1}: {problem}; "
+                "fix the YAML there and run again"
+            )
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def gate_folder_of(root: Path, stage: str) -> Path | None:
