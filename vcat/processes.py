@@ -21,8 +21,9 @@ import pickle
 import signal
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -34,6 +35,9 @@ StartMethod = Literal["fork", "forkserver", "spawn"]
 
 #: how long idle workers get to leave on their own once the run ends, before they are killed
 EXIT_GRACE_S = 1.0
+#: items a worker holds at once: the one it works on and the next, waiting in its pipe, so
+#: that it never idles while this process is busy with a result
+PER_WORKER = 2
 
 
 class WorkerDied(Exception):
@@ -51,7 +55,8 @@ def ordered_map(
 ) -> Iterator[Result]:
     """``function(item)`` for each item, in the order given, computed on ``jobs`` processes (in
     this process when ``jobs`` is 1) with at most ``ahead`` items (default ``2 * jobs``) taken
-    from ``items`` and not yet yielded. ``function`` must be importable by the workers (a
+    from ``items`` and not yet yielded. Items should be small (names, indices, headers: they
+    go through a pipe); results may be large. ``function`` must be importable by the workers (a
     module-level function, or a ``functools.partial`` of one) unless ``start_method`` is
     ``fork``. An exception ``function`` raises comes back here as itself.
 
@@ -77,7 +82,7 @@ def ordered_map(
 class _Worker:
     process: BaseProcess
     connection: Connection
-    item: int | None = None  # the index of the item it is working on
+    items: deque[int] = field(default_factory=deque)  # indices sent and not answered, in order
 
     @staticmethod
     def start(context: Any, function: Callable[[Any], Any], folder: str) -> _Worker:
@@ -95,15 +100,15 @@ def _ordered(
     taken = yielded = 0
     exhausted = False
     while True:
-        for worker in workers:
-            if worker.item is None and not exhausted and taken - yielded < ahead:
+        for worker in sorted(workers, key=lambda worker: len(worker.items)):
+            while len(worker.items) < PER_WORKER and not exhausted and taken - yielded < ahead:
                 try:
                     item = next(items)
                 except StopIteration:
                     exhausted = True
                     break
                 _send(worker, (taken, item), advice)
-                worker.item = taken
+                worker.items.append(taken)
                 taken += 1
         while yielded in done:
             value = _load(done.pop(yielded))
@@ -111,7 +116,7 @@ def _ordered(
             yield value
         if exhausted and yielded == taken:
             return
-        busy = [worker for worker in workers if worker.item is not None]
+        busy = [worker for worker in workers if worker.items]
         if not busy:
             continue  # all that was sent is yielded: take more
         waiting = [worker.connection for worker in busy]
@@ -120,7 +125,7 @@ def _ordered(
             if worker.connection in ready:
                 index, name = _receive(worker, advice)
                 done[index] = name
-                worker.item = None
+                worker.items.remove(index)
         for worker in workers:
             if worker.process.sentinel in ready and not worker.process.is_alive():
                 raise _died(worker, advice)
