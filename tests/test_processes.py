@@ -220,14 +220,19 @@ def test_workers_killed_at_random_moments_never_hang_the_run(start_method: str) 
 
 
 def test_ctrl_c_stops_the_workers_and_comes_back_here(tmp_path: Path) -> None:
+    # Ctrl-C's own handler: a process a shell starts in the background inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     work = functools.partial(pid_then_sleep, str(tmp_path))
-    with no_hang(60):
-        results = ordered_map(work, range(3), 2)
-        next(results)
-        wait_for_pid(tmp_path / "1.pid")
-        timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            list(results)
-        timer.join()
+    try:
+        with no_hang(60):
+            results = ordered_map(work, range(3), 2)
+            next(results)
+            wait_for_pid(tmp_path / "1.pid")
+            timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                list(results)
+            timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not leftover_workers()
