@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import random
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.no_hang import no_hang
+from tests.process_tree import running
 from vcat.processes import WorkerDied, ordered_map
 
 # --- functions the workers run (module level: importable by spawned workers) ----------------
@@ -217,6 +220,33 @@ def test_workers_killed_at_random_moments_never_hang_the_run(start_method: str) 
             killer.join()
         assert all(value == block(index) for index, value in enumerate(got))
         assert not leftover_workers()
+
+
+PARENT = """
+import multiprocessing, sys, time
+sys.path.insert(0, {root!r})
+from tests.test_processes import square_after
+from vcat.processes import ordered_map
+results = ordered_map(square_after, range(100), 2, start_method={method!r})
+next(results)
+print(*(child.pid for child in multiprocessing.active_children()), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_workers_leave_when_the_process_that_started_them_is_killed(start_method: str) -> None:
+    root = str(Path(__file__).resolve().parents[1])
+    script = PARENT.format(root=root, method=start_method)
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) as parent:
+        assert parent.stdout is not None
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        parent.kill()
+    deadline = time.monotonic() + 30
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(running, workers)), "orphaned workers still waiting"
 
 
 def test_ctrl_c_stops_the_workers_and_comes_back_here(tmp_path: Path) -> None:

@@ -71,7 +71,9 @@ def ordered_map(
     ahead = max(jobs, ahead if ahead is not None else 2 * jobs)
     context = multiprocessing.get_context(start_method)
     with tempfile.TemporaryDirectory(prefix="vcat-results-") as folder:
-        workers = [_Worker.start(context, function, folder) for _ in range(jobs)]
+        workers: list[_Worker] = []
+        for _ in range(jobs):
+            workers.append(_Worker.start(context, function, folder, workers))
         try:
             yield from _ordered(workers, iter(items), ahead, advice)
         finally:
@@ -85,9 +87,19 @@ class _Worker:
     items: deque[int] = field(default_factory=deque)  # indices sent and not answered, in order
 
     @staticmethod
-    def start(context: Any, function: Callable[[Any], Any], folder: str) -> _Worker:
+    def start(
+        context: Any, function: Callable[[Any], Any], folder: str, others: list[_Worker]
+    ) -> _Worker:
+        """A new worker; ``others`` are the workers started before it."""
         here, there = context.Pipe(duplex=True)
-        process = context.Process(target=_serve, args=(there, function, folder), daemon=True)
+        # a forked worker inherits this process's ends of its own pipe and of the others'
+        # pipes: it closes them, or its pipe would never read as closed once this process dies
+        # and it would wait for ever
+        inherited = [here, *(other.connection for other in others)]
+        parent_ends = inherited if context.get_start_method() == "fork" else []
+        process = context.Process(
+            target=_serve, args=(there, function, folder, parent_ends), daemon=True
+        )
         process.start()
         there.close()  # so that a dead worker's pipe reads as closed here
         return _Worker(process, here)
@@ -169,14 +181,24 @@ def _stop(workers: list[_Worker]) -> None:
         worker.connection.close()
 
 
-def _serve(connection: Connection, function: Callable[[Any], Any], folder: str) -> None:
+def _serve(
+    connection: Connection,
+    function: Callable[[Any], Any],
+    folder: str,
+    parent_ends: list[Connection],
+) -> None:
     """A worker's loop: each ``(index, item)`` received is answered with ``(index, file)``, the
-    file holding the pickled outcome; ``None`` ends it."""
+    file holding the pickled outcome; ``None``, or the parent gone, ends it."""
     # Ctrl-C reaches the whole process group: the parent stops the run and keeps what is done
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while (message := connection.recv()) is not None:
-        index, item = message
-        connection.send((index, _call_into_file(function, item, folder)))
+    for end in parent_ends:
+        end.close()
+    try:
+        while (message := connection.recv()) is not None:
+            index, item = message
+            connection.send((index, _call_into_file(function, item, folder)))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent ended (killed): nobody wants the result
 
 
 def _call_into_file(function: Callable[[Any], Any], item: Any, folder: str) -> str:
