@@ -16,7 +16,7 @@ START := $(shell date +%s)
 # $(call phase,what is happening now)
 phase = @printf '\n==> [%4ss] %s\n' "$$(( $$(date +%s) - $(START) ))" "$(1)"
 
-.PHONY: demo test test-slow lint install clean
+.PHONY: demo test test-slow lint install slurm clean
 
 install: $(INSTALLED)
 
@@ -48,13 +48,18 @@ lint: $(INSTALLED)
 	ruff check .
 	ruff format --check .
 
-test: lint
+test: lint slurm
 	$(call phase,tests (pytest; the slow ones are left to make test-slow))
 	pytest -m "not slow"
 
-test-slow: $(INSTALLED)
+test-slow: $(INSTALLED) slurm
 	$(call phase,slow tests (pytest -m slow: the whole pipeline, releases, rebuilds))
 	pytest -m slow
+
+# Debian's SLURM, munge and MariaDB for the cluster tests (vcat cluster up); nothing when present
+slurm:
+	$(call phase,SLURM, munge and MariaDB from Debian (tools/install-slurm))
+	tools/install-slurm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from vcat.cluster.local import ClusterState
 
 
 @pytest.fixture
@@ -36,3 +41,16 @@ def demo_trained_root(demo_root: Path, tmp_path_factory: pytest.TempPathFactory)
     from tests.demo_artifacts import trained_root
 
     return trained_root(demo_root, tmp_path_factory.mktemp("demo-trained"))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterState]:
+    """A real single-node SLURM cluster (vcat.cluster) in a temporary folder, started once per
+    test session; ``SLURM_CONF`` in its ``environment()`` points clients at it."""
+    from vcat.cluster.local import cluster_down, cluster_up
+
+    report = cluster_up(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield report.state
+    finally:
+        cluster_down(report.state.folder)

@@ -48,6 +48,10 @@ COMMANDS = {
         "the first revision.",
     ),
     "remote": ("vcat.cli.remote:app", "Local S3 remotes for releases (SeaweedFS on 127.0.0.1)."),
+    "cluster": (
+        "vcat.cli.cluster:app",
+        "A single-node SLURM cluster on 127.0.0.1 (Debian's slurm-wlm, munge, slurmdbd).",
+    ),
     "release": (
         "vcat.cli.release:release",
         "Push data to a remote; a public remote gets only what its licences let us share.",
