@@ -46,6 +46,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import typer
+from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vcat.console import stderr, stderr_bars
@@ -55,6 +56,7 @@ from vcat.croco.layout import StemLayout
 from vcat.croco.provenance import PROVENANCE_NAME, provenance_text
 from vcat.croco.tasks import group_headers, run_tasks, task_size
 from vcat.croco.tree import LISTING_NAME, listing_text, write_atomic, write_tree
+from vcat.executors.run import shards_first
 from vcat.parts import (
     WHOLE,
     MergeOption,
@@ -65,6 +67,7 @@ from vcat.parts import (
     merge_samples,
     part_folder,
 )
+from vcat.processes import usable_cores
 from vcat.shards import INDEX_NAME, ShardWriter
 from vcat.stage import (
     MetricsOption,
@@ -192,7 +195,7 @@ def _settings(conf: Mapping[str, Any] | None) -> Any:
 
 
 def _jobs(settings: Any) -> int:
-    return int(settings.jobs) or len(os.sched_getaffinity(0))
+    return int(settings.jobs) or usable_cores()
 
 
 def _file_md5(path: Path) -> str:
@@ -568,6 +571,7 @@ def main(
 
 
 def command(
+    context: typer.Context,
     crops: Annotated[
         Path,
         typer.Argument(
@@ -611,11 +615,10 @@ def command(
 ) -> None:
     """Cut CroCo's pre-training pairs from a crops_release.txt into WebDataset shards."""
     spec, merge = shard_or_merge(shard, merge)
-    run_stage(
-        NAME,
-        default_conf,
-        params,
-        lambda conf: main(conf, crops, root, output, overwrite, metrics, spec, merge, tree),
-        pipeline_keys,
-        input_errors=(CropsFormatError,),
-    )
+
+    def work(conf: DictConfig) -> None:
+        run = shards_first(context, output, params, spec, merge, whole_only={"tree"})
+        main(conf, crops, root, output, overwrite, metrics, run.spec, run.merge, tree)
+        run.merged()
+
+    run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(CropsFormatError,))

@@ -36,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 
 from vcat.console import stderr, stderr_bars
 from vcat.devices import resolve_device
+from vcat.processes import usable_cores
 from vcat.stage import MetricsOption, ParamsOption, StageError, write_json, write_text_atomic
 from vcat.stage_cli import folder_argument, output_argument, run_stage, settings
 
@@ -329,9 +330,8 @@ def _scenes(conf: Any) -> tuple[list[str], list[str]]:
 
 def _jobs(conf: Any) -> int:
     """Threads for pose estimation: ``jobs``, or one per core the process may use."""
-    import os
 
-    return int(conf.jobs) or len(os.sched_getaffinity(0))
+    return int(conf.jobs) or usable_cores()
 
 
 OverlapsArgument = folder_argument("The overlap stage's folder of <scene>.npz.", metavar="OVERLAPS")

@@ -44,6 +44,11 @@ class WorkerDied(Exception):
     """A worker process ended abruptly (killed, out of memory) before the run was over."""
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity: what a container or ``taskset`` left)."""
+    return len(os.sched_getaffinity(0))
+
+
 def ordered_map(
     function: Callable[[Item], Result],
     items: Iterable[Item],

@@ -9,7 +9,6 @@ a silent gap: the caller decides what a failure means.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,10 +120,6 @@ def _run(
     data = b"".join(buffers)
     hashed.codes = np.frombuffer(data, np.uint8).reshape(-1, HASH_BYTES).copy()
     return hashed
-
-
-def default_jobs() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def hash_files(

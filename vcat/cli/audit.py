@@ -220,12 +220,11 @@ def leakage(
     """Check every held-out split of the catalog against training artifacts, by scene and
     image identifiers and by near-duplicate perceptual hash; each hit names both sides."""
     from vcat.audit import AuditError
-    from vcat.audit.hashing import default_jobs
     from vcat.audit.held_out import held_out
     from vcat.audit.leakage import audit
     from vcat.catalog.loader import load_catalog
     from vcat.problems import CatalogError
-    from vcat.processes import WorkerDied
+    from vcat.processes import WorkerDied, usable_cores
     from vcat.project import ProjectNotFound, default_catalog_dir
     from vcat.stage import StageError, write_json
 
@@ -243,7 +242,7 @@ def leakage(
                 held,
                 chosen,
                 max_distance=distance,
-                jobs=int(settings.jobs) or default_jobs(),
+                jobs=int(settings.jobs) or usable_cores(),
                 progress=bar,
             )
     except (AuditError, StageError, ProjectNotFound, CatalogError, WorkerDied) as exc:

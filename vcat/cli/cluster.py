@@ -61,11 +61,10 @@ def up(
     state = report.state
     verb = "started" if report.started else "already running:"
     _say(
-        f"{verb} SLURM cluster in {state.folder} (1 node, {state.cpus} CPUs, "
-        f"{state.memory_mb} MB)"
+        f"{verb} SLURM cluster in {state.folder} (1 node, {state.cpus} CPUs, {state.memory_mb} MB)"
     )
     _say(f"clients need: export SLURM_CONF={shlex.quote(str(state.layout.slurm_conf))}")
-    _say("(or run: eval \"$(vcat cluster env)\")")
+    _say('(or run: eval "$(vcat cluster env)")')
 
 
 @app.command("down")

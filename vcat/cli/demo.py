@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from vcat.console import fail, stderr, stdout
 from vcat.demo.build import DEMO_WORLD, FileReport, Part, build_demo_world, demo_parts
 from vcat.demo.record import RecordError, record_source
 from vcat.problems import display_path
+from vcat.processes import usable_cores
 from vcat.project import ProjectNotFound, default_catalog_dir
 
 app = typer.Typer(no_args_is_help=True, help="The embedded demo world.")
@@ -96,7 +96,7 @@ def build(
             following = parts[done].name if done < len(parts) else "checking"
             progress.update(task, completed=done, description=f"demo world: {following}")
 
-        jobs = len(os.sched_getaffinity(0))
+        jobs = usable_cores()
         reports = build_demo_world(project_root, catalog, force, None, advance, jobs)
     stdout.print(_table(reports, project_root))
     if record:

@@ -16,7 +16,6 @@ is an error naming the file, never skipped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from vcat.features.extract import Extractor
 from vcat.features.images import decode
 from vcat.images import FORMATS_BY_SUFFIX
+from vcat.processes import usable_cores
 
 RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -141,7 +141,7 @@ def describe(
         _Inputs(paths, sizes.pop(), interpolation),
         batch_size=batch_size,
         shuffle=False,
-        num_workers=min(workers, len(os.sched_getaffinity(0))),  # more only compete
+        num_workers=min(workers, usable_cores()),  # more only compete
         collate_fn=_collate,
         pin_memory=any(network.cuda for network in networks),
     )

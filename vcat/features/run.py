@@ -10,7 +10,6 @@ while the next batch runs, and on CUDA batches travel through pinned memory.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from vcat.features.extract import Extractor
 from vcat.features.images import Item, Prepared, prepare
 from vcat.features.parts import Finished, finished, next_index, write_part
+from vcat.processes import usable_cores
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def extract_all(
     loader = DataLoader(
         _Items(items, extractor.size, interpolation, store_depth),
         batch_sampler=todo,
-        num_workers=min(workers, len(os.sched_getaffinity(0))),  # more only compete
+        num_workers=min(workers, usable_cores()),  # more only compete
         collate_fn=_collate,
         pin_memory=extractor.cuda,
         persistent_workers=False,

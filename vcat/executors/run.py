@@ -1,0 +1,181 @@
+"""Run the shards of a stage with the configured executor: start, follow, retry, report.
+
+:func:`shards_first` is what a sharded stage's command calls before its own work: when the
+``executor:`` section asks for N shards and the command was not itself given ``--shard`` or
+``--merge``, it runs the N shards (those a killed earlier run did not finish), then hands
+back ``merge=N`` so that the command merges the parts as its own last step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+from vcat.console import stderr, stderr_bars
+from vcat.executors.command import shard_command_line, stage_command_line
+from vcat.executors.ledger import Ledger
+from vcat.executors.runners import Ended, LocalRunner, Runner, SlurmRunner
+from vcat.executors.settings import ExecutorSettings, executor_settings
+from vcat.parts import ShardSpec, parts_root, remove_parts
+from vcat.processes import usable_cores
+from vcat.stage_cli import StageFailed
+
+POLL_S = 0.5
+
+
+class ShardsFailed(StageFailed):
+    """Shards that failed more often than ``retries`` allows; names each one's log."""
+
+
+@dataclass(frozen=True)
+class ShardFailure:
+    index: int
+    ended: Ended
+
+
+@dataclass(frozen=True)
+class ShardedRun:
+    """What the stage command goes on with: its own ``--shard``/``--merge``, or ``merge=N``
+    after the executor ran N shards."""
+
+    output: Path
+    spec: ShardSpec | None
+    merge: int | None
+    by_executor: bool = False
+
+    def merged(self) -> None:
+        """After the command's merge succeeded: the parts the executor made are removed."""
+        if self.by_executor:
+            remove_parts(self.output)
+
+
+def shards_first(
+    context: typer.Context,
+    output: Path,
+    params: Path | None,
+    spec: ShardSpec | None,
+    merge: int | None,
+    whole_only: Collection[str] = (),
+) -> ShardedRun:
+    """The run the stage command (``context``) is to do: as given unless the executor splits
+    the stage and neither ``--shard`` nor ``--merge`` was given; then the shards have run, and
+    the command is to merge them. ``whole_only``: the command's options that a shard must not
+    get."""
+    if spec is not None or merge is not None:
+        return ShardedRun(output, spec, merge)
+    settings = executor_settings(params)
+    if not settings.splits:
+        return ShardedRun(output, spec, merge)
+    command = stage_command_line(context, whole_only)
+    run_shards(command, output, settings)
+    return ShardedRun(output, None, settings.shards, by_executor=True)
+
+
+def run_shards(command: list[str], output: Path, settings: ExecutorSettings) -> None:
+    """Run ``command --shard I/N`` for every shard of ``output`` not finished yet; raise
+    ShardsFailed when a shard failed ``retries + 1`` times (the others still run to the end)."""
+    folder = parts_root(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    count = settings.shards
+    ledger = Ledger.open(folder, command, count)
+    command_of = {
+        index: shard_command_line(command, ShardSpec(index, count)) for index in range(count)
+    }
+    runner: Runner
+    if settings.kind == "slurm":
+        runner = SlurmRunner(command_of, folder / "slurm", settings, command[4])
+        limit = count  # SLURM's array_parallelism limits what runs at once
+    else:
+        runner = LocalRunner(command_of, folder / "logs")
+        limit = settings.parallel or usable_cores()
+    todo = ledger.todo()
+    if len(todo) < count:
+        stderr.print(
+            f"{output}: {count - len(todo)} of {count} shards finished earlier; "
+            f"running {len(todo)}",
+            highlight=False,
+        )
+    followed = set(runner.attach({i: ledger.jobs[i] for i in todo if i in ledger.jobs}))
+    if followed:
+        stderr.print(
+            f"{output}: following {len(followed)} shard job(s) an earlier run submitted",
+            highlight=False,
+        )
+    waiting = deque(index for index in todo if index not in followed)
+    failures: list[ShardFailure] = []
+    bars = stderr_bars(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[states]}"),
+        TimeElapsedColumn(),
+    )
+    try:
+        with bars:
+            bar = bars.add_task(
+                f"shards of {output.name}", total=count, completed=count - len(todo), states=""
+            )
+            while waiting or runner.running():
+                room = limit - runner.running()
+                if waiting and room > 0:
+                    batch = [waiting.popleft() for _ in range(min(room, len(waiting)))]
+                    for index in batch:
+                        ledger.attempts[index] = ledger.attempts.get(index, 0) + 1
+                    ledger.jobs.update(runner.start(batch, ledger.attempts))
+                    ledger.save()
+                for index, ended in sorted(runner.poll().items()):
+                    _settle(index, ended, ledger, settings, waiting, failures, output)
+                    bars.update(bar, completed=len(ledger.done))
+                bars.update(bar, states=f"{runner.running()} running, {len(waiting)} waiting")
+                time.sleep(POLL_S)
+    except BaseException:
+        runner.stop()
+        raise
+    if failures:
+        raise ShardsFailed(_failure_message(output, failures, settings))
+
+
+def _settle(
+    index: int,
+    ended: Ended,
+    ledger: Ledger,
+    settings: ExecutorSettings,
+    waiting: deque[int],
+    failures: list[ShardFailure],
+    output: Path,
+) -> None:
+    shard = f"{output}: shard {index}/{ledger.shards}"
+    if ended.ok:
+        ledger.done.add(index)
+        ledger.jobs.pop(index, None)
+        ledger.save()
+        stderr.print(f"{shard} done", highlight=False)
+        return
+    tries = ledger.attempts.get(index, 1)
+    if tries <= settings.retries:
+        stderr.print(
+            f"{shard} failed ({ended.reason}; log: {ended.log}); starting it again "
+            f"(retry {tries} of {settings.retries})",
+            highlight=False,
+        )
+        waiting.append(index)
+    else:
+        failures.append(ShardFailure(index, ended))
+
+
+def _failure_message(output: Path, failures: list[ShardFailure], settings: ExecutorSettings) -> str:
+    shown = "; ".join(
+        f"shard {failure.index} ({failure.ended.reason}; log: {failure.ended.log})"
+        for failure in failures[:5]
+    )
+    more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+    return (
+        f"{output}: {len(failures)} shard(s) failed {settings.retries + 1} time(s): {shown}{more}. "
+        "The shards that finished are kept: run the stage again to run only the others"
+    )
