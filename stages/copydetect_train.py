@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from omegaconf import DictConfig
 
 from vcat.copydetect.generate import GenerateError, Job, Source, every, list_images
 from vcat.copydetect.options import EmojiOption, FontsOption
 from vcat.copydetect.overlays import EMOJI_SUFFIXES, FONT_SUFFIXES, AssetError, Assets, asset_files
 from vcat.copydetect.runner import COMMON_CONF, recipe_of, run
+from vcat.executors.run import run_sharded
 from vcat.parts import MergeOption, ShardOption, ShardSpec
 from vcat.stage import (
     MetricsOption,
@@ -87,6 +89,7 @@ def main(
 
 
 def command(
+    context: typer.Context,
     sources: folder_argument(
         "Folder of source images (searched recursively, sorted by relative path).", "SOURCES"
     ),
@@ -109,11 +112,13 @@ def command(
 ) -> None:
     """Make a DISC21-style copy-detection training set (originals and augmented copies)."""
     spec, merge = shard_or_merge(shard, merge)
+
+    def work(conf: DictConfig) -> None:
+        def run(spec: ShardSpec | None, merge: int | None) -> None:
+            main(conf, sources, output, overwrite, metrics, spec, merge, fonts, emoji)
+
+        run_sharded(context, output, params, spec, merge, run)
+
     run_stage(
-        NAME,
-        default_conf,
-        params,
-        lambda conf: main(conf, sources, output, overwrite, metrics, spec, merge, fonts, emoji),
-        pipeline_keys,
-        input_errors=(GenerateError, AssetError),
+        NAME, default_conf, params, work, pipeline_keys, input_errors=(GenerateError, AssetError)
     )

@@ -56,7 +56,7 @@ from vcat.croco.layout import StemLayout
 from vcat.croco.provenance import PROVENANCE_NAME, provenance_text
 from vcat.croco.tasks import group_headers, run_tasks, task_size
 from vcat.croco.tree import LISTING_NAME, listing_text, write_atomic, write_tree
-from vcat.executors.run import shards_first
+from vcat.executors.run import run_sharded
 from vcat.parts import (
     WHOLE,
     MergeOption,
@@ -617,8 +617,9 @@ def command(
     spec, merge = shard_or_merge(shard, merge)
 
     def work(conf: DictConfig) -> None:
-        run = shards_first(context, output, params, spec, merge, whole_only={"tree"})
-        main(conf, crops, root, output, overwrite, metrics, run.spec, run.merge, tree)
-        run.merged()
+        def run(spec: ShardSpec | None, merge: int | None) -> None:
+            main(conf, crops, root, output, overwrite, metrics, spec, merge, tree)
+
+        run_sharded(context, output, params, spec, merge, run, whole_only={"tree"})
 
     run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(CropsFormatError,))

@@ -47,12 +47,15 @@ from typing import Any
 
 import cv2
 import numpy as np
+import typer
 from numpy.typing import NDArray
+from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from scipy import ndimage
 
 from vcat.console import stderr, stderr_bars
+from vcat.executors.run import run_sharded
 from vcat.geometry import matterport
 from vcat.geometry.overlap import (
     DepthRange,
@@ -429,6 +432,7 @@ def main(
 
 
 def command(
+    context: typer.Context,
     input_root: folder_argument(
         "Matterport3D root: <scan>/undistorted_camera_parameters, ..._images."
     ),
@@ -441,11 +445,11 @@ def command(
 ) -> None:
     """Matterport3D scans to LoCUS's 320x256 RGB, filled depth and overlaps, in shards."""
     spec, merge = shard_or_merge(shard, merge)
-    run_stage(
-        NAME,
-        default_conf,
-        params,
-        lambda conf: main(conf, input_root, output, overwrite, metrics, spec, merge),
-        pipeline_keys,
-        input_errors=(GeometryError,),
-    )
+
+    def work(conf: DictConfig) -> None:
+        def run(spec: ShardSpec | None, merge: int | None) -> None:
+            main(conf, input_root, output, overwrite, metrics, spec, merge)
+
+        run_sharded(context, output, params, spec, merge, run)
+
+    run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(GeometryError,))

@@ -32,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import typer
+from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from vcat.console import stderr, stderr_bars
+from vcat.executors.run import run_sharded
 from vcat.geometry.overlap import (
     FORMAT,
     DepthRange,
@@ -325,6 +328,7 @@ def main(
 
 
 def command(
+    context: typer.Context,
     input_root: folder_argument(
         "Dataset root: MegaDepth (scene_info/) or Matterport3D (<scan>/ folders)."
     ),
@@ -337,11 +341,11 @@ def command(
 ) -> None:
     """Per scene, the fraction of each image's pixels that every other image sees."""
     spec, merge = shard_or_merge(shard, merge)
-    run_stage(
-        NAME,
-        default_conf,
-        params,
-        lambda conf: main(conf, input_root, output, overwrite, metrics, spec, merge),
-        pipeline_keys,
-        input_errors=(GeometryError,),
-    )
+
+    def work(conf: DictConfig) -> None:
+        def run(spec: ShardSpec | None, merge: int | None) -> None:
+            main(conf, input_root, output, overwrite, metrics, spec, merge)
+
+        run_sharded(context, output, params, spec, merge, run)
+
+    run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(GeometryError,))

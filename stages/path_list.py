@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from omegaconf import DictConfig
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vcat.console import stderr, stderr_bars
 from vcat.display import shown
+from vcat.executors.run import run_sharded
 from vcat.hashing import hash_file
 from vcat.lists.folder import ListBuilder, merge_parts
 from vcat.lists.layout import read_meta
@@ -62,7 +64,7 @@ from vcat.lists.reading import (
 from vcat.parts import WHOLE, MergeOption, ShardOption, ShardSpec, part_folder, remove_parts
 from vcat.regular import require_regular
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
-from vcat.stage_cli import list_argument, output_argument, run_stage, settings, sharding
+from vcat.stage_cli import list_argument, output_argument, run_stage, settings, shard_or_merge
 
 NAME = "path-list"
 default_conf: dict[str, Any] = {
@@ -270,6 +272,7 @@ LabelsOption = Annotated[
 
 
 def command(
+    context: typer.Context,
     list_path: ListArgument,
     output: OutputArgument,
     list_format: FormatOption = DEFAULT_FORMAT,
@@ -281,22 +284,23 @@ def command(
     params: ParamsOption = None,
 ) -> None:
     """Convert a path list in any of the guides' formats into the S120 memmap list folder."""
-    run = sharding(shard, merge)
-    spec, parts = (run, None) if isinstance(run, ShardSpec) else (WHOLE, run)
-    run_stage(
-        NAME,
-        default_conf,
-        params,
-        lambda conf: main(
-            conf,
-            list_path,
-            output,
-            overwrite,
-            metrics,
-            str(list_format),
-            labels == Labels("parent-folder"),
-            spec,
-            parts,
-        ),
-        pipeline_keys,
-    )
+    spec, parts = shard_or_merge(shard, merge)
+
+    def work(conf: DictConfig) -> None:
+        def run(spec: ShardSpec | None, parts: int | None) -> None:
+            by_folder = labels == Labels("parent-folder")
+            main(
+                conf,
+                list_path,
+                output,
+                overwrite,
+                metrics,
+                str(list_format),
+                by_folder,
+                spec or WHOLE,
+                parts,
+            )
+
+        run_sharded(context, output, params, spec, parts, run)
+
+    run_stage(NAME, default_conf, params, work, pipeline_keys)

@@ -47,6 +47,7 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vcat.console import stderr, stderr_bars
+from vcat.executors.run import run_sharded
 from vcat.parts import (
     MergeOption,
     PartsError,
@@ -531,6 +532,7 @@ def merge(
 
 
 def command(
+    context: typer.Context,
     source: Annotated[
         Path,
         typer.Argument(
@@ -566,9 +568,12 @@ def command(
     spec, merge_count = shard_or_merge(shard, merge_count)
 
     def work(conf: DictConfig) -> None:
-        if merge_count is not None:
-            merge(conf, source, output, merge_count, overwrite, metrics, root)
-        else:
-            main(conf, source, output, overwrite, metrics, root, spec)
+        def run(spec: ShardSpec | None, merge_count: int | None) -> None:
+            if merge_count is not None:
+                merge(conf, source, output, merge_count, overwrite, metrics, root)
+            else:
+                main(conf, source, output, overwrite, metrics, root, spec)
+
+        run_sharded(context, output, params, spec, merge_count, run)
 
     run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(ListError,))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from omegaconf import DictConfig
 
 from vcat.copydetect.generate import (
     GenerateError,
@@ -43,6 +44,7 @@ from vcat.copydetect.vsc import (
     read_segments,
     video_ids,
 )
+from vcat.executors.run import run_sharded
 from vcat.parts import MergeOption, ShardOption, ShardSpec
 from vcat.stage import (
     MetricsOption,
@@ -128,6 +130,7 @@ def main(
 
 
 def command(
+    context: typer.Context,
     references: Annotated[
         Path,
         typer.Argument(
@@ -185,24 +188,31 @@ def command(
 ) -> None:
     """Make the VSC copy-detection training set: augmented middle frames and positive pairs."""
     spec, merge = shard_or_merge(shard, merge)
+
+    def work(conf: DictConfig) -> None:
+        def run(spec: ShardSpec | None, merge: int | None) -> None:
+            main(
+                conf,
+                references,
+                ground_truth,
+                output,
+                overwrite,
+                metrics,
+                spec,
+                merge,
+                queries,
+                others,
+                fonts,
+                emoji,
+            )
+
+        run_sharded(context, output, params, spec, merge, run)
+
     run_stage(
         NAME,
         default_conf,
         params,
-        lambda conf: main(
-            conf,
-            references,
-            ground_truth,
-            output,
-            overwrite,
-            metrics,
-            spec,
-            merge,
-            queries,
-            others,
-            fonts,
-            emoji,
-        ),
+        work,
         pipeline_keys,
         input_errors=(GenerateError, SegmentError, AssetError),
     )

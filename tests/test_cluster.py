@@ -73,6 +73,7 @@ def test_the_node_has_the_machines_cpus(slurm_cluster: ClusterState) -> None:
     assert "State=IDLE" in node
 
 
+@pytest.mark.slow
 def test_up_down_status_cli_and_down_ends_running_jobs(tmp_path: Path) -> None:
     folder = tmp_path / "cluster"
     started = vcat("cluster", "up", "--folder", str(folder))
@@ -189,6 +190,7 @@ def test_node_memory_is_nine_tenths_of_memtotal(tmp_path: Path) -> None:
         node_memory_mb(meminfo)
 
 
+@pytest.mark.slow
 def test_up_in_a_folder_whose_start_failed_starts_cleanly(tmp_path: Path) -> None:
     folder = tmp_path / "cluster"
     (folder / "mysql" / "mysql").mkdir(parents=True)

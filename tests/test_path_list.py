@@ -519,3 +519,20 @@ def test_the_image_dataset_reads_a_list_folder(tmp_path: Path) -> None:
     output = main(None, write_text(tmp_path / "list", names), tmp_path / "out", labels=True)
     dataset = ImagePathDataset(output, tmp_path / "root")
     assert [dataset[i].size for i in range(2)] == [(8, 6), (9, 6)]
+
+
+def test_the_executor_passes_the_format_and_labels_options_to_its_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    listed = write_text(tmp_path / "filelist", imagenet_paths(12))
+    params = tmp_path / "params.yaml"
+    params.write_text("path-list:\n  width: 64\n")
+    common = ["--format", "path-list", "--labels", "parent-folder", "--params", str(params)]
+    single = invoke(str(listed), str(tmp_path / "single"), *common)
+    assert single.exit_code == 0, single.output
+    params.write_text("path-list:\n  width: 64\nexecutor:\n  kind: local\n  shards: 3\n")
+    split = invoke(str(listed), str(tmp_path / "split"), *common)
+    assert split.exit_code == 0, split.output
+    assert "split: shard 2/3 done" in split.stderr
+    assert folder_bytes(tmp_path / "split") == folder_bytes(tmp_path / "single")

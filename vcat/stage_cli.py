@@ -75,14 +75,6 @@ def settings(name: str, default_conf: Mapping[str, Any], conf: Mapping[str, Any]
     return merge_conf(default_conf, conf, origin=f"conf of stage {name}")
 
 
-def sharding(shard: str | None, merge: int | None) -> ShardSpec | int:
-    """What ``--shard I/N`` and ``--merge N`` ask for: a spec (the whole run when neither is
-    given) or the number of parts to merge; typer.BadParameter when both are given."""
-    if shard is not None and merge is not None:
-        raise typer.BadParameter("give either --shard I/N or --merge N, not both")
-    return merge if merge is not None else shard_spec(shard)
-
-
 def shard_or_merge(shard: str | None, merge: int | None) -> tuple[ShardSpec | None, int | None]:
     """``--shard I/N`` as a spec (None when not given) and ``--merge N``; typer.BadParameter
     when both are given (they are two steps: every shard first, then the merge)."""

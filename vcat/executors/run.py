@@ -1,16 +1,16 @@
 """Run the shards of a stage with the configured executor: start, follow, retry, report.
 
-:func:`shards_first` is what a sharded stage's command calls before its own work: when the
-``executor:`` section asks for N shards and the command was not itself given ``--shard`` or
-``--merge``, it runs the N shards (those a killed earlier run did not finish), then hands
-back ``merge=N`` so that the command merges the parts as its own last step.
+:func:`run_sharded` is how a sharded stage's command does its work: when the ``executor:``
+section asks for N shards and the command was not itself given ``--shard`` or ``--merge``,
+it runs the N shards (those a stopped earlier run did not finish), then the command's own
+merge.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from vcat.executors.command import shard_command_line, stage_command_line
 from vcat.executors.ledger import Ledger
 from vcat.executors.runners import Ended, LocalRunner, Runner, SlurmRunner
 from vcat.executors.settings import ExecutorSettings, executor_settings
-from vcat.parts import ShardSpec, parts_root, remove_parts
+from vcat.parts import PartsError, ShardSpec, parts_root, remove_parts
 from vcat.processes import usable_cores
 from vcat.stage_cli import StageFailed
 
@@ -39,51 +39,59 @@ class ShardFailure:
     ended: Ended
 
 
-@dataclass(frozen=True)
-class ShardedRun:
-    """What the stage command goes on with: its own ``--shard``/``--merge``, or ``merge=N``
-    after the executor ran N shards."""
-
-    output: Path
-    spec: ShardSpec | None
-    merge: int | None
-    by_executor: bool = False
-
-    def merged(self) -> None:
-        """After the command's merge succeeded: the parts the executor made are removed."""
-        if self.by_executor:
-            remove_parts(self.output)
-
-
-def shards_first(
+def run_sharded(
     context: typer.Context,
     output: Path,
     params: Path | None,
     spec: ShardSpec | None,
     merge: int | None,
+    work: Callable[[ShardSpec | None, int | None], object],
     whole_only: Collection[str] = (),
-) -> ShardedRun:
-    """The run the stage command (``context``) is to do: as given unless the executor splits
-    the stage and neither ``--shard`` nor ``--merge`` was given; then the shards have run, and
-    the command is to merge them. ``whole_only``: the command's options that a shard must not
-    get."""
+) -> None:
+    """``work(spec, merge)``: the stage command's own work for its ``--shard``/``--merge``.
+
+    When the ``executor:`` section splits the stage and neither was given, the N shards run
+    first (the command ``context`` with ``--shard I/N``, less ``whole_only`` options), then
+    ``work(None, N)`` merges them, and the parts are removed. Shards that an earlier, stopped
+    run finished are skipped; if the merge then finds one of them out of date (its inputs
+    changed since), every shard runs again, each keeping what is still current.
+    """
     if spec is not None or merge is not None:
-        return ShardedRun(output, spec, merge)
+        work(spec, merge)
+        return
     settings = executor_settings(params)
     if not settings.splits:
-        return ShardedRun(output, spec, merge)
+        work(spec, merge)
+        return
     command = stage_command_line(context, whole_only)
-    run_shards(command, output, settings)
-    return ShardedRun(output, None, settings.shards, by_executor=True)
+    skipped = run_shards(command, output, settings)
+    try:
+        work(None, settings.shards)
+    except PartsError as error:
+        if not skipped:
+            raise
+        stderr.print(
+            f"{output}: {error}; the shards finished earlier are run again (each keeps what is "
+            "still current)",
+            highlight=False,
+        )
+        run_shards(command, output, settings, earlier=False)
+        work(None, settings.shards)
+    remove_parts(output)
 
 
-def run_shards(command: list[str], output: Path, settings: ExecutorSettings) -> None:
-    """Run ``command --shard I/N`` for every shard of ``output`` not finished yet; raise
-    ShardsFailed when a shard failed ``retries + 1`` times (the others still run to the end)."""
+def run_shards(
+    command: list[str], output: Path, settings: ExecutorSettings, earlier: bool = True
+) -> int:
+    """Run ``command --shard I/N`` for every shard of ``output`` not finished yet (with
+    ``earlier`` False: every shard); raise ShardsFailed when a shard failed ``retries + 1``
+    times (the others still run to the end). Returns how many shards were finished earlier."""
     folder = parts_root(output)
     folder.mkdir(parents=True, exist_ok=True)
     count = settings.shards
     ledger = Ledger.open(folder, command, count)
+    if not earlier:
+        ledger = Ledger(ledger.path, command, count)
     command_of = {
         index: shard_command_line(command, ShardSpec(index, count)) for index in range(count)
     }
@@ -139,6 +147,7 @@ def run_shards(command: list[str], output: Path, settings: ExecutorSettings) -> 
         raise
     if failures:
         raise ShardsFailed(_failure_message(output, failures, settings))
+    return count - len(todo)
 
 
 def _settle(

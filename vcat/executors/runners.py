@@ -10,6 +10,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +18,9 @@ from typing import Protocol
 from vcat.executors.settings import ExecutorSettings
 from vcat.stage import StageError
 
+#: Seconds a task may be out of the queue, without a result or an ended state in sacct,
+#: before it counts as ended.
+LEFT_GRACE_S = 10.0
 #: SLURM job states after which a job will not run again by itself.
 _ENDED = {
     "COMPLETED",
@@ -165,6 +169,7 @@ class SlurmRunner:
         self._command_of = command_of
         self._folder = folder
         self._jobs: dict[int, submitit.Job[str]] = {}
+        self._left: dict[int, float] = {}  # when a task was first seen out of the queue
         self._executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=0)
         parameters: dict[str, object] = {
             "job_name": f"vcat-{name}",
@@ -213,34 +218,65 @@ class SlurmRunner:
     def attach(self, jobs: dict[int, str]) -> list[int]:
         import submitit
 
+        queued = self._queued()
         followed = []
         for index, job_id in jobs.items():
             job: submitit.Job[str] = submitit.SlurmJob(folder=self._folder / "%j", job_id=job_id)
-            state = job.get_info(mode="force").get("State", "UNKNOWN")
-            if job.paths.result_pickle.exists() or state != "UNKNOWN":
+            if job_id in queued or job.paths.result_pickle.exists():
                 self._jobs[index] = job
                 followed.append(index)
         return followed
 
     def poll(self) -> dict[int, Ended]:
+        """Shards whose task left the queue: by its result when it wrote one, else by the
+        state sacct gives. A task cancelled before it started is never in sacct; it counts
+        as ended once it has been out of the queue for LEFT_GRACE_S without a result."""
         import submitit
 
         if not self._jobs:
             return {}
+        queued = self._queued()
         submitit.SlurmJob.watcher.update()  # one sacct call for every job followed
+        now = time.monotonic()
         ended = {}
         for index, job in list(self._jobs.items()):
-            state = job.watcher.get_state(job.job_id, mode="cache").split(" ")[0]
-            if not (job.paths.result_pickle.exists() or state in _ENDED):
+            if job.job_id in queued:
                 continue
-            del self._jobs[index]
+            state = job.watcher.get_state(job.job_id, mode="cache").split(" ")[0]
             log = job.paths.stderr
-            try:
-                job.result()
-                ended[index] = Ended(True, "done", log)
-            except Exception as error:  # what the task raised, or why it produced nothing
-                ended[index] = Ended(False, _job_reason(state, error), log)
+            if job.paths.result_pickle.exists():
+                try:
+                    job.result()
+                    ended[index] = Ended(True, "done", log)
+                except Exception as error:  # what the shard's command raised
+                    ended[index] = Ended(False, _job_reason(state, error), log)
+            else:
+                # no result: job.result() would wait for one for ever
+                left = self._left.setdefault(index, now)
+                if state not in _ENDED and now - left < LEFT_GRACE_S:
+                    continue  # sacct and a shared file system may lag behind the queue
+                if state in _ENDED:
+                    reason = f"SLURM state {state}, no result"
+                else:
+                    reason = "it left the queue without a result (cancelled before it started?)"
+                ended[index] = Ended(False, reason, log)
+            del self._jobs[index]
+            self._left.pop(index, None)
         return ended
+
+    def _queued(self) -> set[str]:
+        """The ids of this user's array tasks that SLURM still has queued or running."""
+        result = subprocess.run(
+            ["squeue", "--noheader", "--array", "--me", "--format=%i"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise SubmissionError(
+                f"squeue failed ({result.returncode}): {result.stderr.strip()[:300]}"
+            )
+        return set(result.stdout.split())
 
     def running(self) -> int:
         return len(self._jobs)
@@ -254,6 +290,6 @@ class SlurmRunner:
 def _job_reason(state: str, error: Exception) -> str:
     text = str(error).strip().splitlines()
     last = text[-1] if text else type(error).__name__
-    if state and state not in ("COMPLETED", "UNKNOWN", "RUNNING"):
+    if state in _ENDED - {"COMPLETED"}:
         return f"SLURM state {state}: {last[:300]}"
     return last[:300]
