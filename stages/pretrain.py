@@ -15,6 +15,13 @@ dvclive writes the loss per epoch to ``--live DIR`` (``metrics.json`` and ``plot
 published and as released stretch it to the same number of iterations
 (:func:`vcat.training.schedule.iteration_equivalent`). ``device: auto`` takes CUDA when torch
 sees it, where the steps run under bf16 autocast.
+
+Under ``torchrun`` or ``srun`` with several tasks (:mod:`vcat.training.distributed`) the
+processes train one model with DistributedDataParallel: ``batch_size`` stays the global batch,
+of which each of W ranks takes batch_size/W pairs (it must divide) and the matching rows of
+the step's masks, so the run takes the steps one process would, up to the rounding of the
+gradient sums; rank 0 alone writes OUTPUT, the resume file, ``--live``, ``--metrics`` and
+``--steps`` (every step's loss, averaged over the ranks).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,6 +40,9 @@ from vcat.console import stderr
 from vcat.devices import resolve_device
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import folder_argument, run_stage, settings
+
+if TYPE_CHECKING:
+    from vcat.training.distributed import Ranks
 
 NAME = "pretrain"
 default_conf: dict[str, Any] = {
@@ -64,63 +74,95 @@ def main(
     live: Path,
     overwrite: bool = False,
     metrics: Path | None = None,
+    steps: Path | None = None,
 ) -> Path:
     """Pre-train MODEL's encoder on the pairs of ``pairs``; its weights go to ``output``."""
+    from vcat.training.distributed import DistributedError, process_group
+
+    conf = settings(NAME, default_conf, conf)
+    try:
+        with process_group(resolve_device(str(conf.device))) as ranks:
+            return _pretrain(
+                conf, pairs, model_name, output, live, overwrite, metrics, steps, ranks
+            )
+    except DistributedError as exc:
+        raise PretrainError(str(exc)) from None
+
+
+def _pretrain(
+    conf: Any,
+    pairs: Path,
+    model_name: str,
+    output: Path,
+    live: Path,
+    overwrite: bool,
+    metrics: Path | None,
+    steps: Path | None,
+    ranks: Ranks,
+) -> Path:
     import torch
 
     from vcat.data.shards import ShardDataset
     from vcat.training.crossview import CrossViewCompletion, DecoderConfig
+    from vcat.training.distributed import shuffled_batches
     from vcat.training.loop import LoopConfig, save_atomic, seed_of, train
 
-    conf = settings(NAME, default_conf, conf)
+    say = stderr.print if ranks.is_main else _quiet
     torch.manual_seed(seed_of(int(conf.seed), "init"))  # the initial weights
     entry, encoder = _encoder(model_name)
     schedule = _schedule(conf)
     fingerprint = _fingerprint(conf, pairs, entry.name)
     if output.is_file() and not overwrite and _made_from(output) == fingerprint:
-        stderr.print(f"{output} is up to date")
+        say(f"{output} is up to date")
         return output
-    device = resolve_device(str(conf.device))
+    device = ranks.device
+    batch_size = int(conf.batch_size)
+    ranks.local_batch(batch_size, f"{NAME}.batch_size")
     dataset = ShardDataset(pairs, transform=_PairTransform(entry, int(conf.imsize)))
-    if len(dataset) < int(conf.batch_size):
+    if len(dataset) < batch_size:
         raise PretrainError(f"{pairs} holds {len(dataset)} pairs, fewer than one batch")
     model = CrossViewCompletion(
         encoder, DecoderConfig(**dict(conf.decoder)), mask_ratio=float(conf.mask_ratio)
     ).to(device)
-    loader_settings = {"batch_size": int(conf.batch_size), "num_workers": int(conf.workers)}
+    net = ranks.wrap(model)
+    rows = ranks.part(batch_size)
 
     def batches(generator: torch.Generator) -> Any:
-        return torch.utils.data.DataLoader(
+        return shuffled_batches(
             dataset,
-            shuffle=True,
+            batch_size,
+            generator,
+            ranks,
             drop_last=True,
-            generator=generator,
+            num_workers=int(conf.workers),
             pin_memory=device.type == "cuda",
-            **loader_settings,
         )
 
     def step(batch: Any, generator: torch.Generator) -> torch.Tensor:
         first, second = batch
-        masks = model.random_masks(first.shape[0], generator).to(device)
+        # the masks of the whole global batch, drawn as one process draws them; ours are its rows
+        masks = model.random_masks(batch_size, generator)[rows].to(device)
         with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            return model(first.to(device), second.to(device), masks)
+            return net(first.to(device), second.to(device), masks)
 
     started = time.perf_counter()
     history = train(
         model,
         step,
         batches,
-        len(dataset) // int(conf.batch_size),
+        len(dataset) // batch_size,
         LoopConfig(
             schedule, float(conf.lr), float(conf.min_lr), float(conf.weight_decay), int(conf.seed)
         ),
         _resume_file(output),
         live,
         fingerprint,
-        on_epoch=lambda epoch, loss: stderr.print(
-            f"epoch {epoch}/{schedule.epochs}: loss {loss:.4f}"
-        ),
+        on_epoch=lambda epoch, loss: say(f"epoch {epoch}/{schedule.epochs}: loss {loss:.4f}"),
+        ranks=ranks,
+        steps_file=steps,
     )
+    if not ranks.is_main:
+        return output
     weights = {k: v.detach().to("cpu") for k, v in model.encoder.state_dict().items()}
     save_atomic({"model": weights, "made_from": fingerprint}, output)
     _resume_file(output).unlink(missing_ok=True)
@@ -135,11 +177,16 @@ def main(
                 "loss_fell": history[-1] < history[0],
             },
         )
-    stderr.print(
-        f"{output}: {schedule.epochs} epochs over {len(dataset)} pairs in "
+    processes = f" by {ranks.world_size} processes" if ranks.distributed else ""
+    say(
+        f"{output}: {schedule.epochs} epochs over {len(dataset)} pairs{processes} in "
         f"{time.perf_counter() - started:.0f} s, loss {history[0]:.4f} -> {history[-1]:.4f}"
     )
     return output
+
+
+def _quiet(*_: object) -> None:
+    """What a rank other than 0 prints: nothing."""
 
 
 class _PairTransform:
@@ -259,6 +306,10 @@ def _made_from(output: Path) -> str | None:
         return None
 
 
+StepsOption = Annotated[
+    Path | None,
+    typer.Option("--steps", help="Also write every step's loss (over all processes) as TSV."),
+]
 PairsArgument = folder_argument("The crop pairs: a croco-crops shard folder.", metavar="PAIRS")
 
 
@@ -271,6 +322,7 @@ def command(
     ],
     overwrite: OverwriteOption = False,
     metrics: MetricsOption = None,
+    steps: StepsOption = None,
     params: ParamsOption = None,
 ) -> None:
     """Pre-train a model entry's ViT with CroCo's cross-view completion on crop pairs."""
@@ -278,7 +330,7 @@ def command(
         NAME,
         default_conf,
         params,
-        lambda conf: main(conf, pairs, model, output, live, overwrite, metrics),
+        lambda conf: main(conf, pairs, model, output, live, overwrite, metrics, steps),
         pipeline_keys,
         input_errors=(PretrainError,),
     )

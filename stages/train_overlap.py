@@ -12,6 +12,15 @@ from ``lr`` to ``min_lr``. Training is :func:`vcat.training.loop.train`: seeded,
 ``.<OUTPUT>.resume.pt`` beside the output, the loss per epoch to dvclive (``--live DIR``).
 OUTPUT receives the head's weights and the config that rebuilds it
 (:func:`vcat.training.overlap_head.head_from_checkpoint`), written atomically.
+
+Under ``torchrun`` or ``srun`` with several tasks (:mod:`vcat.training.distributed`) the
+processes train one head with DistributedDataParallel: ``batch_size`` stays the global batch,
+of which each of W ranks takes batch_size/W pairs (it must divide). An epoch's last batch may
+be smaller; it is split as evenly as it goes and each rank's loss weighted by its share of
+the pairs, so the gradient is still the batch's mean (a last batch of fewer pairs than ranks
+is an error). The ranks draw their own dropout masks, so unlike pre-training the run does not
+take the steps of one process unless ``dropout`` is 0. Rank 0 alone writes OUTPUT, the resume
+file, ``--live``, ``--metrics`` and ``--steps`` (every step's loss, averaged over the ranks).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,6 +39,9 @@ from vcat.console import stderr
 from vcat.devices import resolve_device
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
 from vcat.stage_cli import folder_argument, run_stage, settings
+
+if TYPE_CHECKING:
+    from vcat.training.distributed import Ranks
 
 NAME = "train-overlap"
 default_conf: dict[str, Any] = {
@@ -66,18 +78,47 @@ def main(
     live: Path,
     overwrite: bool = False,
     metrics: Path | None = None,
+    steps: Path | None = None,
 ) -> Path:
     """Train the overlap head on the train scenes' pairs; its checkpoint goes to ``output``."""
+    from vcat.training.distributed import DistributedError, process_group
+
+    conf = settings(NAME, default_conf, conf)
+    try:
+        with process_group(resolve_device(str(conf.device))) as ranks:
+            return _train(conf, features, overlaps, output, live, overwrite, metrics, steps, ranks)
+    except DistributedError as exc:
+        raise TrainOverlapError(str(exc)) from None
+
+
+def _train(
+    conf: Any,
+    features: Path,
+    overlaps: Path,
+    output: Path,
+    live: Path,
+    overwrite: bool,
+    metrics: Path | None,
+    steps: Path | None,
+    ranks: Ranks,
+) -> Path:
     import torch
 
+    from vcat.training.distributed import shuffled_batches
     from vcat.training.loop import LoopConfig, save_atomic, seed_of, train
     from vcat.training.overlap_data import PairDataset, epoch_pairs, read_scene
     from vcat.training.overlap_features import FeatureError, FeatureStore
-    from vcat.training.overlap_head import HeadConfig, OverlapHead, head_checkpoint, overlap_loss
+    from vcat.training.overlap_head import (
+        HeadConfig,
+        OverlapHead,
+        PairHead,
+        head_checkpoint,
+        overlap_loss,
+    )
     from vcat.training.overlap_pairs import OverlapBins
     from vcat.training.schedule import Schedule
 
-    conf = settings(NAME, default_conf, conf)
+    say = stderr.print if ranks.is_main else _quiet
     names = training_scenes(conf)
     held_out_image = _held_out_images(conf)
     files = [overlaps / f"{scene}.npz" for scene in names]
@@ -86,7 +127,7 @@ def main(
         raise TrainOverlapError(f"no overlap file {', '.join(missing)}; run the overlap stage")
     fingerprint = _fingerprint(conf, files, features)
     if output.is_file() and not overwrite and _made_from(output) == fingerprint:
-        stderr.print(f"{output} is up to date")
+        say(f"{output} is up to date")
         return output
     try:
         bins = OverlapBins(**{k: v for k, v in dict(conf.overlap_bins).items()})
@@ -112,29 +153,42 @@ def main(
             f"scenes {', '.join(names)} give no pair in the overlap bins {bins} and none "
             "without overlap"
         )
-    device = resolve_device(str(conf.device))
+    ranks.local_batch(batch_size, f"{NAME}.batch_size")
+    if 0 < count % batch_size < ranks.world_size:
+        raise TrainOverlapError(
+            f"each epoch's last batch holds {count % batch_size} of the {count} pairs "
+            f"({NAME}.batch_size {batch_size}), fewer than the {ranks.world_size} processes: "
+            "change batch_size or pairs_per_scene"
+        )
+    device = ranks.device
     torch.manual_seed(seed_of(seed, "init"))  # the initial weights
     head = OverlapHead(head_config).to(device)
-    loader_settings = {"batch_size": batch_size, "num_workers": int(conf.workers)}
+    pair_head = ranks.wrap(PairHead(head))
 
     def batches(generator: torch.Generator) -> Any:
         # the loop asks once per epoch, in order, from the epoch it resumes at
         epoch = next(epoch_counter)
-        return torch.utils.data.DataLoader(
+        return shuffled_batches(
             PairDataset(store, pairs_of(epoch)),
-            shuffle=True,
-            generator=generator,
+            batch_size,
+            generator,
+            ranks,
+            num_workers=int(conf.workers),
             pin_memory=device.type == "cuda",
-            **loader_settings,
         )
 
     def step(batch: Mapping[str, Any], generator: torch.Generator) -> torch.Tensor:
         del generator  # the head's only randomness is dropout, seeded per epoch by the loop
         on = {key: value.to(device) for key, value in batch.items()}
         with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            first = head(on["descriptors0"], on["keypoints0"], on["image_size0"])
-            second = head(on["descriptors1"], on["keypoints1"], on["image_size1"])
-        return overlap_loss(first.float(), second.float(), on["overlap"])
+            first, second = pair_head(on)
+        loss = overlap_loss(first.float(), second.float(), on["overlap"])
+        if not ranks.distributed:
+            return loss
+        # the mean over ranks of share-weighted means is the batch's mean, also when the
+        # last batch does not split evenly
+        pairs = torch.tensor(float(len(on["overlap"])), device=device)
+        return loss * (pairs * ranks.world_size / ranks.total(pairs))
 
     resume = _resume_file(output)
     epoch_counter = iter(range(_resumed_epoch(resume, fingerprint), schedule.epochs))
@@ -148,11 +202,13 @@ def main(
         resume,
         live,
         fingerprint,
-        on_epoch=lambda epoch, loss: stderr.print(
-            f"epoch {epoch}/{schedule.epochs}: loss {loss:.4f}"
-        ),
+        on_epoch=lambda epoch, loss: say(f"epoch {epoch}/{schedule.epochs}: loss {loss:.4f}"),
+        ranks=ranks,
+        steps_file=steps,
     )
     store.close()
+    if not ranks.is_main:
+        return output
     save_atomic(head_checkpoint(head, made_from=fingerprint, scenes=list(names)), output)
     resume.unlink(missing_ok=True)
     if metrics is not None:
@@ -167,11 +223,17 @@ def main(
                 "loss_fell": history[-1] < history[0],
             },
         )
-    stderr.print(
-        f"{output}: {schedule.epochs} epochs of {count} pairs from {', '.join(names)} in "
-        f"{time.perf_counter() - started:.0f} s, loss {history[0]:.4f} -> {history[-1]:.4f}"
+    processes = f" by {ranks.world_size} processes" if ranks.distributed else ""
+    say(
+        f"{output}: {schedule.epochs} epochs of {count} pairs from {', '.join(names)}"
+        f"{processes} in {time.perf_counter() - started:.0f} s, loss {history[0]:.4f} -> "
+        f"{history[-1]:.4f}"
     )
     return output
+
+
+def _quiet(*_: object) -> None:
+    """What a rank other than 0 prints: nothing."""
 
 
 def training_scenes(conf: Any) -> list[str]:
@@ -266,6 +328,10 @@ def _made_from(output: Path) -> str | None:
         return None
 
 
+StepsOption = Annotated[
+    Path | None,
+    typer.Option("--steps", help="Also write every step's loss (over all processes) as TSV."),
+]
 OverlapsArgument = folder_argument("The overlap stage's folder of <scene>.npz.", metavar="OVERLAPS")
 
 
@@ -280,6 +346,7 @@ def command(
     ],
     overwrite: OverwriteOption = False,
     metrics: MetricsOption = None,
+    steps: StepsOption = None,
     params: ParamsOption = None,
 ) -> None:
     """Train VOP's overlap head on the training scenes' overlap ground truth."""
@@ -287,7 +354,7 @@ def command(
         NAME,
         default_conf,
         params,
-        lambda conf: main(conf, features, overlaps, output, live, overwrite, metrics),
+        lambda conf: main(conf, features, overlaps, output, live, overwrite, metrics, steps),
         pipeline_keys,
         input_errors=(TrainOverlapError,),
     )

@@ -80,6 +80,21 @@ class OverlapHead(nn.Module):
         return self.input_proj(descriptors) + encoded
 
 
+class PairHead(nn.Module):
+    """``head`` on both images of a batch of pairs (``descriptors0/1``, ``keypoints0/1``,
+    ``image_size0/1``), in one call: the single forward per step that DistributedDataParallel
+    expects."""
+
+    def __init__(self, head: OverlapHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        first = self.head(batch["descriptors0"], batch["keypoints0"], batch["image_size0"])
+        second = self.head(batch["descriptors1"], batch["keypoints1"], batch["image_size1"])
+        return first, second
+
+
 def patch_similarity(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of every patch of ``first`` with every patch of ``second``:
     ``(B, P, E)`` x ``(B, Q, E)`` -> ``(B, P, Q)``."""
