@@ -41,6 +41,7 @@ def wait_for_no_jobs(state: ClusterState, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_job_array_runs_and_sacct_reports_each_task(
     slurm_cluster: ClusterState, tmp_path: Path
 ) -> None:

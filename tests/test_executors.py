@@ -159,6 +159,7 @@ def test_local_shards_merge_to_the_single_runs_bytes(
     )
 
 
+@pytest.mark.slow
 def test_a_shard_that_keeps_failing_ends_the_stage_naming_its_log_and_a_rerun_does_only_it(
     reference: tuple[Path, dict[str, bytes]], tmp_path: Path
 ) -> None:
@@ -195,6 +196,7 @@ def test_a_shard_that_keeps_failing_ends_the_stage_naming_its_log_and_a_rerun_do
     assert folder_bytes(project / "out") == single
 
 
+@pytest.mark.slow
 def test_a_killed_submitter_takes_its_local_shards_with_it_and_a_rerun_runs_only_the_rest(
     reference: tuple[Path, dict[str, bytes]],
 ) -> None:

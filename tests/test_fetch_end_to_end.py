@@ -211,6 +211,7 @@ def s3(tmp_path: Path) -> Iterator[SeaweedS3]:
         yield running
 
 
+@pytest.mark.slow
 def test_s3_source_is_fetched_tracked_and_pulled_into_a_clone(
     tmp_path: Path, s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
