@@ -26,8 +26,6 @@ from vcat.parts import PartsError, ShardSpec, parts_root, remove_parts
 from vcat.processes import usable_cores
 from vcat.stage_cli import StageFailed
 
-POLL_S = 0.5
-
 
 class ShardsFailed(StageFailed):
     """Shards that failed more often than ``retries`` allows; names each one's log."""
@@ -141,7 +139,7 @@ def run_shards(
                     _settle(index, ended, ledger, settings, waiting, failures, output)
                     bars.update(bar, completed=len(ledger.done))
                 bars.update(bar, states=f"{runner.running()} running, {len(waiting)} waiting")
-                time.sleep(POLL_S)
+                time.sleep(runner.poll_interval)
     except BaseException:
         runner.stop()
         raise

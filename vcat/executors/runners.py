@@ -49,6 +49,9 @@ class Ended:
 
 
 class Runner(Protocol):
+    #: Seconds between two polls: what one poll costs the machine the shards run on.
+    poll_interval: float
+
     def start(self, shards: list[int], attempt: dict[int, int]) -> dict[int, str]:
         """Start ``shards``; the id of each one's job (recorded to re-attach to it)."""
         ...
@@ -87,6 +90,8 @@ class LocalRunner:
 
     Processes are started from the calling thread: the kernel's parent-death signal follows
     the thread that forked, so starting them from a pool's threads would end them early."""
+
+    poll_interval = 0.2  # a poll is a waitpid per process
 
     def __init__(self, command_of: dict[int, list[str]], logs: Path) -> None:
         self._command_of = command_of
@@ -156,6 +161,8 @@ def _exit_reason(code: int) -> str:
 class SlurmRunner:
     """Each shard a task of a SLURM job array, submitted and followed with submitit; the
     task runs the shard's command with submitit's ``CommandFunction``."""
+
+    poll_interval = 1.0  # a poll runs squeue, and sacct when a task left without a result
 
     def __init__(
         self,
@@ -236,7 +243,13 @@ class SlurmRunner:
         if not self._jobs:
             return {}
         queued = self._queued()
-        submitit.SlurmJob.watcher.update()  # one sacct call for every job followed
+        if any(
+            job.job_id not in queued and not job.paths.result_pickle.exists()
+            for job in self._jobs.values()
+        ):
+            # a task left the queue without a result: one sacct call tells why (sacct and
+            # slurmdbd cost CPU, so they are not asked while every task is queued or done)
+            submitit.SlurmJob.watcher.update()
         now = time.monotonic()
         ended = {}
         for index, job in list(self._jobs.items()):
