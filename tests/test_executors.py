@@ -43,24 +43,17 @@ def write_params(path: Path, **executor: object) -> Path:
     return path
 
 
+def stage_command(output: str, params: str) -> list[str]:
+    """The crop stage of ``crops.txt`` and ``root`` into ``output``, as dvc.yaml would run it."""
+    command = [sys.executable, "-m", "vcat", "stage", "croco-crops", "crops.txt", "root"]
+    return [*command, output, "--params", params, "--metrics", f"{output}.json"]
+
+
 def stage(
     folder: Path, output: str, params: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vcat",
-            "stage",
-            "croco-crops",
-            "crops.txt",
-            "root",
-            output,
-            "--params",
-            params,
-            "--metrics",
-            f"{output}.json",
-        ],
+        stage_command(output, params),
         cwd=folder,
         capture_output=True,
         text=True,
@@ -73,18 +66,7 @@ def start_stage(
     folder: Path, output: str, params: str, env: dict[str, str]
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vcat",
-            "stage",
-            "croco-crops",
-            "crops.txt",
-            "root",
-            output,
-            "--params",
-            params,
-        ],
+        stage_command(output, params),
         cwd=folder,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -259,18 +241,7 @@ def test_a_shard_cancelled_with_scancel_is_started_again(
     write_params(project / "p.yaml", kind="slurm", shards=4, parallel=1)
     env = cluster_env(slurm_cluster)
     submitter = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vcat",
-            "stage",
-            "croco-crops",
-            "crops.txt",
-            "root",
-            "out",
-            "--params",
-            "p.yaml",
-        ],
+        stage_command("out", "p.yaml"),
         cwd=project,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
