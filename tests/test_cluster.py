@@ -9,12 +9,25 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vcat.cluster.config import ClusterLayout, Ports, node_memory_mb, slurm_conf
 from vcat.cluster.local import ClusterState, cluster_down, cluster_up, read_state
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    """A cluster folder whose cluster, if a test started one, is stopped however it ends
+    (pytest later deletes the folder: daemons left running would have no state to stop)."""
+    where = tmp_path / "cluster"
+    try:
+        yield where
+    finally:
+        if (where / "cluster.json").exists():
+            cluster_down(where)
 
 
 def vcat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -75,8 +88,7 @@ def test_the_node_has_the_machines_cpus(slurm_cluster: ClusterState) -> None:
 
 
 @pytest.mark.slow
-def test_up_down_status_cli_and_down_ends_running_jobs(tmp_path: Path) -> None:
-    folder = tmp_path / "cluster"
+def test_up_down_status_cli_and_down_ends_running_jobs(folder: Path, tmp_path: Path) -> None:
     started = vcat("cluster", "up", "--folder", str(folder))
     assert started.returncode == 0, started.stderr
     assert f"export SLURM_CONF={folder}/etc/slurm.conf" in started.stdout
@@ -135,9 +147,8 @@ def _processes_mentioning(text: str) -> list[str]:
 
 
 def test_a_daemon_that_fails_to_start_is_named_with_its_log_and_nothing_is_left(
-    tmp_path: Path,
+    folder: Path,
 ) -> None:
-    folder = tmp_path / "cluster"
     # a database folder without its system tables: mariadbd stops at once, after munged began
     (folder / "mysql" / "mysql").mkdir(parents=True)
     result = vcat("cluster", "up", "--folder", str(folder))
@@ -192,8 +203,7 @@ def test_node_memory_is_nine_tenths_of_memtotal(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_up_in_a_folder_whose_start_failed_starts_cleanly(tmp_path: Path) -> None:
-    folder = tmp_path / "cluster"
+def test_up_in_a_folder_whose_start_failed_starts_cleanly(folder: Path) -> None:
     (folder / "mysql" / "mysql").mkdir(parents=True)
     assert vcat("cluster", "up", "--folder", str(folder)).returncode == 2
     shutil.rmtree(folder / "mysql")
