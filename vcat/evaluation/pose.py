@@ -75,9 +75,12 @@ def estimate_pose(
         return None
     focal = np.mean([pair.K1[0, 0], pair.K1[1, 1], pair.K2[0, 0], pair.K2[1, 1]])
     n1, n2 = _normalise(kpts1, pair.K1), _normalise(kpts2, pair.K2)
-    E, mask = cv2.findEssentialMat(
-        n1, n2, np.eye(3), method=cv2.RANSAC, prob=confidence, threshold=threshold_px / focal
-    )
+    try:
+        E, mask = cv2.findEssentialMat(
+            n1, n2, np.eye(3), method=cv2.RANSAC, prob=confidence, threshold=threshold_px / focal
+        )
+    except cv2.error:
+        return None  # OpenCV 5.1 raises on a degenerate minimal sample: no estimate
     if E is None:
         return None
     best: PoseEstimate | None = None
