@@ -40,7 +40,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
@@ -218,6 +218,24 @@ def _sizes_md5(root: Path, images: set[str]) -> str:
             size = -1
         digest.update(f"{name}\t{size}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def _block_images(crops: Path, blocks: Sequence[range]) -> list[set[str]]:
+    """The source images each of ``blocks`` (ascending, contiguous) needs, in one read of
+    the list: those of every header with a crop in the block."""
+    images: list[set[str]] = [set() for _ in blocks]
+    first = 0
+    for header in read_headers(crops):
+        if not header.crops:
+            continue
+        low, high = header.crops[0].index, header.crops[-1].index
+        while first < len(blocks) and blocks[first].stop <= low:
+            first += 1
+        for number in range(first, len(blocks)):
+            if blocks[number].start > high:
+                break
+            images[number] |= {header.image1, header.image2}
+    return images
 
 
 def _signature(crops: Path, settings: Any, total: int, sizes: str) -> dict[str, Any]:
@@ -455,6 +473,7 @@ def _make(
 
 def _merge(
     crops: Path,
+    root: Path,
     output: Path,
     count: int,
     layout: StemLayout,
@@ -466,11 +485,14 @@ def _merge(
 ) -> None:
     """Combine the ``count`` finished parts of ``output`` into it."""
     parts = finished_parts(output, count)
+    specs = [ShardSpec(number, count) for number in range(count)]
+    blocks = [spec.block(signature["pairs"]) for spec in specs]
     records: list[str] = []
-    for number, part in enumerate(parts):
-        spec = ShardSpec(number, count)
-        block = spec.block(signature["pairs"])
-        if _read_json(part / RUN_NAME) != _part_signature(signature, spec, block):
+    for spec, part, block, images in zip(
+        specs, parts, blocks, _block_images(crops, blocks), strict=True
+    ):
+        expected = _part_signature(signature, spec, block, _sizes_md5(root, images))
+        if _read_json(part / RUN_NAME) != expected:
             raise PartsError(
                 f"{part} was made from another crop list or other settings; run the stage "
                 f"with --shard {spec} again, then merge"
@@ -499,8 +521,24 @@ def _merge(
     (output / JOURNAL_NAME).unlink(missing_ok=True)  # left by a single run stopped there
 
 
-def _part_signature(signature: dict[str, Any], spec: ShardSpec, block: range) -> dict[str, Any]:
-    return {**signature, "shard": str(spec), "block": [block.start, block.stop]}
+def _part_signature(
+    signature: dict[str, Any], spec: ShardSpec, block: range, block_sizes: str
+) -> dict[str, Any]:
+    """A part's signature: the run's, with the sizes of the images of its block only (a
+    shard stats what it reads, not every image of the list; a shard on a node without the
+    data has only those)."""
+    return {
+        **signature,
+        "image_sizes_md5": block_sizes,
+        "shard": str(spec),
+        "block": [block.start, block.stop],
+    }
+
+
+def _block_inputs(crops: Path, root: Path, spec: ShardSpec) -> list[Path]:
+    """The source images shard ``spec`` of the list reads (for executor data: remote)."""
+    (images,) = _block_images(crops, [spec.block(summarize(crops).crops)])
+    return [root / name for name in sorted(images)]
 
 
 def main(
@@ -533,16 +571,23 @@ def main(
         summary.crops, int(settings.max_subdir_levels), int(settings.ideal_number_pairs_in_dir)
     )
     exclusion = Exclusion(frozenset(settings.exclude_scenes), int(settings.scene_path_component))
-    signature = _signature(crops, settings, summary.crops, _sizes_md5(root, images))
+    # a part's signature has the sizes of its own block's images only (see _part_signature)
+    sizes = "" if shard is not None else _sizes_md5(root, images)
+    signature = _signature(crops, settings, summary.crops, sizes)
     if merge is not None:
         counts = Counts(summary.crops, summary.crops)
-        _merge(crops, output, merge, layout, settings, signature, exclusion, counts, overwrite)
+        _merge(
+            crops, root, output, merge, layout, settings, signature, exclusion, counts, overwrite
+        )
         folder = output
     else:
         block = (shard or WHOLE).block(summary.crops)
         counts = Counts(summary.crops, len(block))
         folder = output if shard is None else part_folder(output, shard)
-        own = signature if shard is None else _part_signature(signature, shard, block)
+        own = signature
+        if shard is not None:
+            (block_images,) = _block_images(crops, [block])
+            own = _part_signature(signature, shard, block, _sizes_md5(root, block_images))
         _prepare_folder(folder, own, overwrite)
         _make(crops, root, folder, block, layout, settings, exclusion, counts)
         if shard is not None:
@@ -620,6 +665,15 @@ def command(
         def run(spec: ShardSpec | None, merge: int | None) -> None:
             main(conf, crops, root, output, overwrite, metrics, spec, merge, tree)
 
-        run_sharded(context, output, params, spec, merge, run, whole_only={"tree"})
+        run_sharded(
+            context,
+            output,
+            params,
+            spec,
+            merge,
+            run,
+            whole_only={"tree"},
+            block_inputs=lambda spec: _block_inputs(crops, root, spec),
+        )
 
     run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(CropsFormatError,))

@@ -52,6 +52,10 @@ COMMANDS = {
         "vcat.cli.cluster:app",
         "A single-node SLURM cluster on 127.0.0.1 (Debian's slurm-wlm, munge, slurmdbd).",
     ),
+    "executor": (
+        "vcat.cli.executor:app",
+        "The shards of sharded stages (the executor: section of params.yaml).",
+    ),
     "release": (
         "vcat.cli.release:release",
         "Push data to a remote; a public remote gets only what its licences let us share.",

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any
 
 import typer
+from typer.models import TyperPath
 
 from vcat.parts import ShardSpec
 
@@ -33,6 +35,26 @@ def stage_command_line(context: typer.Context, whole_only: Collection[str] = ())
         elif parameter.param_type_name == "option":
             words += _option_words(parameter, value)
     return words
+
+
+def input_paths(
+    context: typer.Context, output: Path, whole_only: Collection[str] = ()
+) -> list[Path]:
+    """The existing files and folders that the command in ``context`` is given, other than
+    its output and the whole-run-only options: what its shards read."""
+    paths: list[Path] = []
+    for parameter in context.command.params:
+        if parameter.name is None or parameter.name in WHOLE_RUN_ONLY | set(whole_only):
+            continue
+        value = context.params.get(parameter.name)
+        many = parameter.nargs != 1 or bool(getattr(parameter, "multiple", False))
+        if not isinstance(parameter.type, TyperPath):
+            continue  # the parsed values are still the words given; the type says what they name
+        for item in _values(value, many):
+            path = Path(str(item))
+            if path != output and path.exists():
+                paths.append(path)
+    return paths
 
 
 def shard_command_line(stage_command: list[str], spec: ShardSpec) -> list[str]:

@@ -8,9 +8,10 @@ merge.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +19,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from vcat.console import stderr, stderr_bars
-from vcat.executors.command import shard_command_line, stage_command_line
+from vcat.executors.command import input_paths, shard_command_line, stage_command_line
 from vcat.executors.ledger import Ledger
+from vcat.executors.remote_data import fetch_block_inputs, fetch_parts, publish_run
 from vcat.executors.runners import Ended, LocalRunner, Runner, SlurmRunner
 from vcat.executors.settings import ExecutorSettings, executor_settings
 from vcat.parts import PartsError, ShardSpec, parts_root, remove_parts
 from vcat.processes import usable_cores
+from vcat.stage import default_params_path
 from vcat.stage_cli import StageFailed
 
 
@@ -45,6 +48,7 @@ def run_sharded(
     merge: int | None,
     work: Callable[[ShardSpec | None, int | None], object],
     whole_only: Collection[str] = (),
+    block_inputs: Callable[[ShardSpec], Iterable[Path]] | None = None,
 ) -> None:
     """``work(spec, merge)``: the stage command's own work for its ``--shard``/``--merge``.
 
@@ -53,7 +57,13 @@ def run_sharded(
     ``work(None, N)`` merges them, and the parts are removed. Shards that an earlier, stopped
     run finished are skipped; if the merge then finds one of them out of date (its inputs
     changed since), every shard runs again, each keeping what is still current.
+
+    With ``data: remote`` the shards run where none of the data is (:mod:`.remote_data`):
+    ``block_inputs(spec)`` names the input files shard ``spec`` reads (paths as the command
+    was given them); without it a shard fetches every input file.
     """
+    if spec is not None and merge is None:
+        fetch_block_inputs(None if block_inputs is None else lambda: block_inputs(spec))
     if spec is not None or merge is not None:
         work(spec, merge)
         return
@@ -62,7 +72,25 @@ def run_sharded(
         work(spec, merge)
         return
     command = stage_command_line(context, whole_only)
+    if settings.data == "remote":
+        inputs = input_paths(context, output, whole_only)
+        _run_remote(command, inputs, output, params, settings, work)
+        return
     skipped = run_shards(command, output, settings)
+    rerun = lambda: run_shards(command, output, settings, earlier=False)  # noqa: E731
+    _merge(skipped, rerun, work, output, settings)
+    remove_parts(output)
+
+
+def _merge(
+    skipped: int,
+    rerun: Callable[[], object],
+    work: Callable[[ShardSpec | None, int | None], object],
+    output: Path,
+    settings: ExecutorSettings,
+) -> None:
+    """``work(None, N)``; when it finds a part out of date and some shards were finished
+    by an earlier run, ``rerun()`` every shard and merge again."""
     try:
         work(None, settings.shards)
     except PartsError as error:
@@ -73,9 +101,46 @@ def run_sharded(
             "still current)",
             highlight=False,
         )
-        run_shards(command, output, settings, earlier=False)
+        rerun()
         work(None, settings.shards)
+
+
+def _run_remote(
+    command: list[str],
+    inputs: list[Path],
+    output: Path,
+    params: Path | None,
+    settings: ExecutorSettings,
+    work: Callable[[ShardSpec | None, int | None], object],
+) -> None:
+    """The shards of ``command`` as ``vcat executor shard`` workers of a run on the DVC
+    remote; then the parts fetched from it, merged, and removed there and here."""
+    params = params if params is not None else default_params_path()
+    if params is not None and "--params" not in command:
+        command = [*command, "--params", str(params)]  # no project around a shard to find it
+    if params is not None and params not in inputs:
+        inputs = [*inputs, params]
+    store, record = publish_run(command, inputs, output, settings.shards, settings.remote)
+    worker = [sys.executable, "-m", "vcat", "executor", "shard", record.run, "--remote", store.name]
+    if settings.scratch:
+        worker += ["--scratch", settings.scratch]
+
+    def rerun_all() -> None:
+        store.remove(store.run_path(record.run, "parts"))
+        run_shards(worker, output, settings, earlier=False)
+        fetch_parts(store, record, output)
+
+    skipped = run_shards(worker, output, settings)
+    try:
+        fetch_parts(store, record, output)
+    except PartsError:
+        if not skipped:
+            raise
+        rerun_all()
+        skipped = 0
+    _merge(skipped, rerun_all, work, output, settings)
     remove_parts(output)
+    store.remove(store.run_path(record.run))
 
 
 def run_shards(

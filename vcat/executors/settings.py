@@ -14,6 +14,7 @@ from vcat.stage import StageError, stage_conf
 
 SECTION = "executor"
 KINDS = ("local", "slurm")
+DATA = ("shared", "remote")
 
 default_conf: dict[str, Any] = {
     # local: the shards run as processes on this machine; slurm: as a job array (submitit)
@@ -30,6 +31,12 @@ default_conf: dict[str, Any] = {
     "cpus": 1,  # per shard (give the stage's own `jobs` setting the same number)
     "memory": "",  # per shard, as sbatch --mem takes it (4G, 500M); "" = the default
     "gpus": 0,  # per shard
+    # shared: the shards read this checkout's inputs and write their parts beside the output;
+    # remote: the inputs go to the DVC remote, each shard fetches what its block needs into
+    # scratch, sends its part back there, and the merge fetches the parts from it
+    "data": "shared",
+    "remote": "",  # data: remote: the DVC remote ("" = the checkout's default remote)
+    "scratch": "",  # data: remote: each shard's working folder on its node ("" = $TMPDIR)
 }
 
 
@@ -44,6 +51,9 @@ class ExecutorSettings:
     cpus: int
     memory: str
     gpus: int
+    data: str
+    remote: str
+    scratch: str
 
     @property
     def splits(self) -> bool:
@@ -60,6 +70,8 @@ def executor_settings(params: Path | None = None) -> ExecutorSettings:
     problems = []
     if settings.kind not in KINDS:
         problems.append(f"kind is {settings.kind!r}: write one of {', '.join(KINDS)}")
+    if settings.data not in DATA:
+        problems.append(f"data is {settings.data!r}: write one of {', '.join(DATA)}")
     if not 1 <= settings.shards <= 100_000:
         problems.append(f"shards is {settings.shards}: write a number from 1 to 100000")
     for key in ("parallel", "retries", "gpus"):

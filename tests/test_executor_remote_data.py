@@ -1,0 +1,198 @@
+"""``data: remote``: shards that read their inputs from the DVC remote (a real SeaweedFS S3
+server) and send their parts back there, on a node that has none of the data."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_croco_crops import crops_text, folder_bytes, make_world
+from tests.test_executors import array_tasks, cluster_env, stage, write_params
+from vcat.cluster.local import ClusterState
+from vcat.croco.crops_file import read_headers
+from vcat.parts import ShardSpec, parts_root
+from vcat.seaweedfs import S3Credentials, SeaweedS3
+
+DVC = str(Path(sys.executable).with_name("dvc"))
+BUCKET = "vcat-runs"
+SCENES = ("0101", "0102", "0103")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    folder = tmp_path_factory.mktemp("seaweed")
+    with SeaweedS3(folder, S3Credentials("vcat-test", "vcat-test-secret")) as server:
+        filesystem(server).mkdir(BUCKET)
+        yield server
+
+
+def filesystem(server: SeaweedS3) -> object:
+    import s3fs
+
+    return s3fs.S3FileSystem(
+        key=server.credentials.access_key,
+        secret=server.credentials.secret_key,
+        client_kwargs={"endpoint_url": server.endpoint},
+        skip_instance_cache=True,
+    )
+
+
+def dvc_checkout(folder: Path, server: SeaweedS3, prefix: str) -> None:
+    """A DVC repository in ``folder`` whose default remote is ``s3://BUCKET/prefix`` on
+    ``server``, its credentials in ``.dvc/config.local`` as `vcat remote up` writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    run([DVC, "init", "--no-scm", "-q"], folder)
+    run([DVC, "remote", "add", "-d", "store", f"s3://{BUCKET}/{prefix}"], folder)
+    for key, value in (
+        ("endpointurl", server.endpoint),
+        ("access_key_id", server.credentials.access_key),
+        ("secret_access_key", server.credentials.secret_key),
+    ):
+        run([DVC, "remote", "modify", "--local", "store", key, value], folder)
+
+
+def run(command: list[str], cwd: Path) -> str:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def project(
+    s3: SeaweedS3, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, bytes]]:
+    """A checkout with a crop list, its images and the bytes of a single run."""
+    folder = tmp_path_factory.mktemp("remote-data") / "project"
+    dvc_checkout(folder, s3, "dvc")
+    make_world(folder / "root", scenes=SCENES, per_scene=4)
+    (folder / "crops.txt").write_text(crops_text(SCENES, per_scene=4))
+    write_params(folder / "single.yaml")
+    result = stage(folder, "single", "single.yaml")
+    assert result.returncode == 0, result.stderr
+    return folder, folder_bytes(folder / "single")
+
+
+def remote_files(server: SeaweedS3, prefix: str) -> list[str]:
+    found = filesystem(server).find(f"{BUCKET}/{prefix}")  # type: ignore[attr-defined]
+    return sorted(path[len(f"{BUCKET}/{prefix}/") :] for path in found)
+
+
+def block_images(crops: Path, spec: ShardSpec) -> set[str]:
+    """The images of the headers with a crop in ``spec``'s block, counted here from the list."""
+    headers = [header for header in read_headers(crops) if header.crops]
+    block = spec.block(sum(len(header.crops) for header in headers))
+    return {
+        image
+        for header in headers
+        if any(crop.index in block for crop in header.crops)
+        for image in (header.image1, header.image2)
+    }
+
+
+def test_local_shards_with_remote_data_merge_to_the_single_runs_bytes(
+    project: tuple[Path, dict[str, bytes]], s3: SeaweedS3
+) -> None:
+    folder, single = project
+    write_params(folder / "remote.yaml", kind="local", shards=3, data="remote")
+    result = stage(folder, "remote", "remote.yaml")
+    assert result.returncode == 0, result.stderr
+    assert folder_bytes(folder / "remote") == single
+    assert re.search(r"run [0-9a-f]{20} on remote 'store': 14 input files", result.stderr)
+    for index in range(3):
+        assert f"remote: shard {index}/3 done" in result.stderr
+    stored = remote_files(s3, "dvc")
+    images = sorted((folder / "root").rglob("*.jpg"))
+    assert len([name for name in stored if name.startswith("files/md5/")]) == len(images) + 2
+    assert not [name for name in stored if name.startswith("vcat/")], "the run is removed"
+    assert not parts_root(folder / "remote").exists()
+    again = stage(folder, "remote", "remote.yaml")
+    assert again.returncode == 0, again.stderr
+    assert "0 bytes sent" in again.stderr, "inputs on the remote are not sent again"
+
+
+def test_a_node_without_the_data_makes_its_part_from_what_its_block_reads(
+    project: tuple[Path, dict[str, bytes]], s3: SeaweedS3, tmp_path: Path
+) -> None:
+    """A shard run by hand in a checkout holding no data (only its DVC configuration) fetches
+    just its block's images; the submitter then finds that part on the remote."""
+    folder, single = project
+    params = write_params(folder / "node.yaml", kind="local", shards=3, data="remote")
+    publish = (
+        "import sys; from pathlib import Path; from vcat.executors.remote_data import "
+        "publish_run; store, record = publish_run(sys.argv[1:], [Path('crops.txt'), "
+        "Path('root'), Path('node.yaml')], Path('node'), 3, ''); print(record.run)"
+    )
+    command = [sys.executable, "-m", "vcat", "stage", "croco-crops", "crops.txt", "root", "node"]
+    command += ["--params", params.name]
+    published = subprocess.run(
+        [sys.executable, "-c", publish, *command],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run_id = published.stdout.strip()
+    node = tmp_path / "node"
+    node.mkdir()
+    (node / ".dvc").mkdir()
+    for name in ("config", "config.local"):
+        (node / ".dvc" / name).write_bytes((folder / ".dvc" / name).read_bytes())
+    worker = [sys.executable, "-m", "vcat", "executor", "shard", run_id, "--shard", "1/3"]
+    result = subprocess.run(
+        [*worker, "--scratch", str(tmp_path / "scratch")],
+        cwd=node,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    wanted = block_images(folder / "crops.txt", ShardSpec(1, 3))
+    assert 0 < len(wanted) < 12
+    assert f"fetching {len(wanted)} input files: done" in result.stderr
+    assert "part 00001-of-00003 sent to remote 'store'" in result.stderr
+    assert not (tmp_path / "scratch" / f"vcat-{run_id}" / "00001-of-00003").exists()
+    marker = remote_files(s3, f"dvc/vcat/runs/{run_id}/parts")
+    assert "00001-of-00003.json" in marker
+    assert sorted(os.listdir(node)) == [".dvc"], "the node's checkout gets no data"
+    submitted = stage(folder, "node", "node.yaml")
+    assert submitted.returncode == 0, submitted.stderr
+    assert folder_bytes(folder / "node") == single
+
+
+def test_no_remote_is_one_line_saying_how_to_name_one(
+    project: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    folder, _ = project
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    run([DVC, "init", "--no-scm", "-q"], lone)
+    for name in ("crops.txt", "root"):
+        (lone / name).symlink_to(folder / name)
+    write_params(lone / "p.yaml", kind="local", shards=2, data="remote")
+    result = stage(lone, "out", "p.yaml")
+    assert result.returncode == 2
+    assert "needs a DVC remote" in result.stderr and "dvc remote default" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (lone / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_slurm_job_array_with_remote_data_merges_to_the_single_runs_bytes(
+    project: tuple[Path, dict[str, bytes]], s3: SeaweedS3, slurm_cluster: ClusterState
+) -> None:
+    folder, single = project
+    write_params(folder / "array.yaml", kind="slurm", shards=4, data="remote")
+    result = stage(folder, "array", "array.yaml", env=cluster_env(slurm_cluster))
+    assert result.returncode == 0, result.stderr
+    assert folder_bytes(folder / "array") == single
+    tasks = array_tasks(slurm_cluster, folder, 4)
+    assert len(tasks) == 4 and all("COMPLETED" in row for row in tasks), tasks
+    assert not [name for name in remote_files(s3, "dvc") if name.startswith("vcat/")]
+    assert json.loads((folder / "array.json").read_text())["pairs_written"] > 0

@@ -1,0 +1,346 @@
+"""``data: remote``: shards that need no copy of the checkout's data.
+
+The submitter records every file the stage's command reads (its input files and the files
+under its input folders, with their MD5 and size) in a *run record*, sends the files the DVC
+remote lacks (:mod:`vcat.executors.store`), and starts each shard as ``vcat executor shard``
+(:mod:`vcat.executors.worker`). A shard recreates the inputs' paths in a scratch folder of
+its node and fetches only what its block reads: the stage names those files
+(``block_inputs``); a stage that names none gets every input file. It then runs the stage's
+own command there, sends its part back to the remote and, last, a marker saying the part is
+whole. The merge fetches the parts and combines them as it combines local ones.
+
+A run is named by a digest of its command line, number of shards and inputs, so a submitter
+started again after a kill finds the parts its shards already sent, and a run whose inputs
+changed starts anew.
+
+Remote layout, under the remote's URL::
+
+    files/md5/ab/cdef...                     inputs, as dvc push stores them
+    vcat/runs/<run>/run.json                 the run record
+    vcat/runs/<run>/parts/00001-of-00004/... a shard's part, file by file
+    vcat/runs/<run>/parts/00001-of-00004.json  written last: the part is whole
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from vcat.console import stderr, stderr_bars
+from vcat.executors.store import RemoteDataError, RunStore
+from vcat.hashing import hash_file, kind_of
+from vcat.parts import PartsError, ShardSpec, part_folder
+from vcat.processes import usable_cores
+
+RUN_FORMAT = "vcat.executor.run/1"
+#: Set in a shard's stage process: the run record the worker wrote into its scratch folder.
+INPUTS_ENV = "VCAT_SHARD_INPUTS"
+RECORD_NAME = ".vcat-run.json"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    md5: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What every shard of a ``data: remote`` run needs to know, as stored in ``run.json``.
+
+    ``command``: the stage's command line after the Python interpreter (``-m vcat stage NAME
+    ...``), its paths relative to the folder it runs in; ``files``: every input file by that
+    relative path; ``folders``: every input folder (empty ones too); ``arguments``: the
+    input paths the command names.
+    """
+
+    command: tuple[str, ...]
+    shards: int
+    output: str
+    arguments: tuple[str, ...]
+    files: dict[str, InputFile]
+    folders: tuple[str, ...]
+
+    @property
+    def run(self) -> str:
+        """The run's name: a digest of everything that decides the bytes of its parts."""
+        text = json.dumps(self.to_json(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": RUN_FORMAT,
+            "command": list(self.command),
+            "shards": self.shards,
+            "output": self.output,
+            "arguments": list(self.arguments),
+            "files": {name: [f.md5, f.size] for name, f in sorted(self.files.items())},
+            "folders": list(self.folders),
+        }
+
+    @classmethod
+    def from_json(cls, record: Any, where: str) -> RunRecord:
+        try:
+            if record["format"] != RUN_FORMAT:
+                raise ValueError(f"format {record['format']!r}, not {RUN_FORMAT}")
+            return cls(
+                command=tuple(str(word) for word in record["command"]),
+                shards=int(record["shards"]),
+                output=str(record["output"]),
+                arguments=tuple(str(path) for path in record["arguments"]),
+                files={
+                    str(name): InputFile(str(md5), int(size))
+                    for name, (md5, size) in record["files"].items()
+                },
+                folders=tuple(str(path) for path in record["folders"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise RemoteDataError(
+                f"{where} is not a run record this vcat reads ({error}); run the stage again "
+                "from its checkout"
+            ) from None
+
+    def part_name(self, spec: ShardSpec) -> str:
+        return part_folder(Path(self.output), spec).name
+
+
+# --- the submitter ----------------------------------------------------------------------------
+
+
+def relative_input(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` as a POSIX path; RemoteDataError when it lies outside
+    (a shard recreates the inputs under its scratch folder by these paths)."""
+    absolute = Path(os.path.abspath(base / path))
+    try:
+        relative = absolute.relative_to(base)
+    except ValueError:
+        raise RemoteDataError(
+            f"{path} lies outside {base}, where the stage runs: with executor data: remote a "
+            "shard recreates the stage's inputs under its scratch folder by their paths inside "
+            "it; give a path inside it, or use data: shared"
+        ) from None
+    return relative.as_posix() or "."
+
+
+def describe_inputs(
+    paths: Sequence[Path], base: Path, jobs: int
+) -> tuple[dict[str, InputFile], list[str]]:
+    """Every file under ``paths`` (files, or folders walked) with its MD5 and size, and
+    every folder; keys relative to ``base``. A link to a file counts as that file (DVC's
+    link cache types); any other special file is refused, naming it."""
+    found: dict[str, Path] = {}
+    folders: set[str] = set()
+    for path in paths:
+        top = relative_input(path, base)
+        if path.is_dir():
+            folders.add(top)
+            for directory, subfolders, names in os.walk(path, followlinks=True):
+                here = Path(directory)
+                for name in subfolders:
+                    folders.add(relative_input(here / name, base))
+                for name in names:
+                    found[relative_input(here / name, base)] = here / name
+        else:
+            found[top] = path
+    for path in found.values():
+        try:
+            mode = path.stat().st_mode
+        except OSError as error:
+            raise RemoteDataError(
+                f"{path} cannot be read ({error.strerror}): executor data: remote sends every "
+                "input file; restore it or remove it from the stage's inputs"
+            ) from None
+        if kind_of(mode) != "file":
+            raise RemoteDataError(
+                f"{path} is a {kind_of(mode)}: executor data: remote sends regular files only; "
+                "remove it from the stage's inputs, or use data: shared"
+            )
+    names = sorted(found)
+    total = sum(found[name].stat().st_size for name in names)
+    with _bytes_bar(f"hashing {len(names):,} input files") as (bars, bar):
+
+        def digest(name: str) -> InputFile:
+            real = Path(os.path.realpath(found[name]))
+            md5 = hash_file(real)["md5"]
+            bars.advance(bar, real.stat().st_size)
+            return InputFile(md5, real.stat().st_size)
+
+        bars.update(bar, total=total)
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            described = dict(zip(names, pool.map(digest, names), strict=True))
+    return described, sorted(folders)
+
+
+def send_inputs(store: RunStore, files: dict[str, InputFile], base: Path) -> int:
+    """Send the inputs the remote lacks (one object per content); the bytes sent."""
+    by_md5 = {file.md5: (name, file.size) for name, file in files.items()}
+    missing = sorted(store.missing(by_md5))
+    total = sum(by_md5[md5][1] for md5 in missing)
+    if not missing:
+        return 0
+    with _bytes_bar(f"sending {len(missing):,} input files to remote {store.name!r}") as (
+        bars,
+        bar,
+    ):
+        bars.update(bar, total=total)
+
+        def send(md5: str) -> None:
+            name, size = by_md5[md5]
+            store.upload(base / name, store.object_path(md5))
+            bars.advance(bar, size)
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(send, missing))
+    return total
+
+
+def dvc_root(start: Path) -> Path:
+    """The DVC repository at or above ``start`` (a folder with ``.dvc/``)."""
+    here = start.absolute()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    raise RemoteDataError(
+        f"{here} is not inside a DVC repository: executor data: remote keeps the inputs and "
+        "parts in the repository's DVC remote; run the stage in its checkout, or use data: shared"
+    )
+
+
+def publish_run(
+    command: Sequence[str], inputs: Sequence[Path], output: Path, shards: int, remote: str
+) -> tuple[RunStore, RunRecord]:
+    """Record the run of ``command`` (``python -m vcat stage ...``) split in ``shards``, send
+    the inputs the remote lacks, and store the record: what its shards fetch."""
+    base = Path.cwd()
+    store = RunStore.open(dvc_root(base), remote)
+    files, folders = describe_inputs(inputs, base, usable_cores())
+    relative = {str(path): relative_input(path, base) for path in (*inputs, output)}
+    record = RunRecord(
+        # each node runs it with its own interpreter, in its own scratch folder
+        command=tuple(relative.get(word, word) for word in command[1:]),
+        shards=shards,
+        output=relative_input(output, base),
+        arguments=tuple(relative_input(path, base) for path in inputs),
+        files=files,
+        folders=tuple(folders),
+    )
+    sent = send_inputs(store, files, base)
+    store.write_json(store.run_path(record.run, "run.json"), record.to_json())
+    stderr.print(
+        f"{output}: run {record.run} on remote {store.name!r}: {len(files):,} input files, "
+        f"{sent:,} bytes sent",
+        highlight=False,
+    )
+    return store, record
+
+
+def fetch_parts(store: RunStore, record: RunRecord, output: Path) -> None:
+    """Every part of the run from the remote into the parts folder beside ``output``;
+    PartsError naming the parts the remote does not hold whole."""
+    markers = {}
+    for index in range(record.shards):
+        spec = ShardSpec(index, record.shards)
+        marker = store.read_json(
+            store.run_path(record.run, "parts", f"{record.part_name(spec)}.json")
+        )
+        markers[spec] = marker
+    absent = [str(spec.index) for spec, marker in markers.items() if not isinstance(marker, dict)]
+    if absent:
+        raise PartsError(
+            f"{output}: remote {store.name!r} does not hold part(s) {', '.join(absent[:10])} "
+            f"of run {record.run}; run the stage again to make them"
+        )
+    total = sum(int(size) for marker in markers.values() for size in marker["files"].values())
+    with _bytes_bar(f"fetching {record.shards} parts of {output.name}") as (bars, bar):
+        bars.update(bar, total=total)
+        for spec, marker in markers.items():
+            local = part_folder(output, spec)
+            shutil.rmtree(local, ignore_errors=True)
+            remote = store.run_path(record.run, "parts", record.part_name(spec))
+            store.get_folder(remote, marker["files"], local, lambda n: bars.advance(bar, n))
+
+
+# --- a shard's stage process ------------------------------------------------------------------
+
+
+def fetch_block_inputs(block_inputs: Callable[[], Iterable[Path]] | None) -> None:
+    """In a shard that a ``data: remote`` worker started: fetch the input files its block
+    reads (``block_inputs()``, paths as the stage names them; None: every input file) into
+    the scratch folder it runs in. Files already there whole are kept (a retried shard on the
+    same node). Does nothing in any other process."""
+    record_path = os.environ.get(INPUTS_ENV)
+    if not record_path:
+        return
+    saved = json.loads(Path(record_path).read_text(encoding="utf-8"))
+    record = RunRecord.from_json(saved["record"], record_path)
+    base = Path(record_path).parent
+    if block_inputs is None:
+        wanted = set(record.files)
+    else:
+        wanted = {relative_input(path, base) for path in block_inputs()} & set(record.files)
+    todo = sorted(
+        name
+        for name in wanted
+        if not ((base / name).is_file() and (base / name).stat().st_size == record.files[name].size)
+    )
+    if not todo:
+        return
+    store = RunStore.open(Path(saved["project"]), saved["remote"])
+    fetch_inputs(store, record, todo, base)
+
+
+def fetch_inputs(store: RunStore, record: RunRecord, names: Sequence[str], base: Path) -> None:
+    """The input files ``names`` of ``record`` from the remote to their paths under ``base``,
+    each checked against its MD5."""
+    total = sum(record.files[name].size for name in names)
+    with _bytes_bar(f"fetching {len(names):,} input files") as (bars, bar):
+        bars.update(bar, total=total)
+
+        def fetch(name: str) -> None:
+            file = record.files[name]
+            store.download(store.object_path(file.md5), base / name, file.md5)
+            bars.advance(bar, file.size)
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(fetch, names))
+
+
+class _BytesBar:
+    def __init__(self, description: str) -> None:
+        self.bars: Progress = stderr_bars(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.description = description
+
+    def __enter__(self) -> tuple[Progress, Any]:
+        self.bars.__enter__()
+        return self.bars, self.bars.add_task(self.description, total=None)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.__exit__(None, None, None)
+        if exc[0] is None:
+            stderr.print(f"{self.description}: done", highlight=False)
+
+
+def _bytes_bar(description: str) -> _BytesBar:
+    return _BytesBar(description)
