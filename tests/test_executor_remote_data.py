@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.test_croco_crops import crops_text, folder_bytes, make_world
 from tests.test_executors import array_tasks, cluster_env, stage, write_params
@@ -196,3 +198,74 @@ def test_a_slurm_job_array_with_remote_data_merges_to_the_single_runs_bytes(
     assert len(tasks) == 4 and all("COMPLETED" in row for row in tasks), tasks
     assert not [name for name in remote_files(s3, "dvc") if name.startswith("vcat/")]
     assert json.loads((folder / "array.json").read_text())["pairs_written"] > 0
+
+
+# --- every sharded stage of the demo pipeline --------------------------------------------------
+
+#: One stage of each sharded command of dvc.yaml, with an artifact that tests/demo_artifacts.py
+#: builds.
+DEMO_STAGES = (
+    "croco-crops@demo-megadepth",
+    "video-frames@demo-video",
+    "path-list@demo-video-frame-paths",
+    "copydetect-train@demo-copydetect",
+    "overlap@demo-megadepth",
+    "overlap@demo-matterport",
+    "locus-precompute@demo-matterport",
+)
+RESOLVE = """
+import json, sys
+from dvc.repo import Repo
+with Repo(sys.argv[1]) as repo:
+    print(json.dumps({s.addressing: [s.cmd, str(s.outs[0].def_path)] for s in repo.index.stages}))
+"""
+
+
+@pytest.fixture(scope="module")
+def demo_commands(demo_root: Path) -> dict[str, list[str]]:
+    """Each stage's command and first output, as dvc.yaml resolves them (in a process of its
+    own: DVC's repository object is not for pytest's process)."""
+    printed = subprocess.run(
+        [sys.executable, "-c", RESOLVE, str(demo_root)], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(printed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("address", DEMO_STAGES)
+def test_every_sharded_demo_stage_with_remote_data_makes_the_pipelines_bytes(
+    address: str,
+    demo_root: Path,
+    demo_commands: dict[str, list[str]],
+    s3: SeaweedS3,
+    tmp_path: Path,
+) -> None:
+    """The stage's dvc.yaml command, split in 2 shards that fetch their inputs from S3, into
+    a new output: the bytes `dvc repro` wrote."""
+    command, output = demo_commands[address]
+    checkout = tmp_path / "checkout"
+    dvc_checkout(checkout, s3, f"demo-{address.replace('@', '-')}")
+    for name in ("data", "dvc.yaml", "catalog"):
+        (checkout / name).symlink_to(demo_root / name)
+    params = yaml.safe_load((demo_root / "params.yaml").read_text())
+    params["executor"] = {"kind": "local", "shards": 2, "data": "remote"}
+    (checkout / "params.yaml").write_text(yaml.safe_dump(params))
+    words = shlex.split(command)
+    assert words[:2] == ["vcat", "stage"] and output in words
+    words = [("out" if word == output else word) for word in words[2:]]
+    metrics = words.index("--metrics")
+    words[metrics + 1] = "out.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "vcat", "stage", *words],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "shard 1/2 done" in result.stderr
+    expected = demo_root / output
+    if expected.is_dir():
+        assert folder_bytes(checkout / "out") == folder_bytes(expected)
+    else:
+        assert (checkout / "out").read_bytes() == expected.read_bytes()

@@ -7,13 +7,15 @@ or progress logic: :mod:`vcat.executors.run` does that for both.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from vcat.executors.settings import ExecutorSettings
 from vcat.stage import StageError
@@ -78,11 +80,18 @@ class Runner(Protocol):
 _PR_SET_PDEATHSIG = 1
 
 
-def _end_with_parent() -> None:
-    """In the child: SIGTERM when the submitter dies, so a killed submitter leaves no shard
-    running that a new submitter would start a second time."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+@functools.cache
+def _prctl() -> Any:
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def end_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that gives the child SIGTERM when its parent dies (a killed
+    submitter leaves no shard running that a new one would start a second time). The C
+    function is looked up here, in the parent: a child forked from a process with threads
+    must not load anything before it execs."""
+    prctl = _prctl()
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LocalRunner:
@@ -109,7 +118,7 @@ class LocalRunner:
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_end_with_parent,
+                    preexec_fn=end_with_parent(),
                 )
             self._processes[index] = (process, log)
             jobs[index] = f"pid {process.pid}"

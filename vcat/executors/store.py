@@ -17,7 +17,7 @@ import json
 import os
 import posixpath
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,10 +37,11 @@ class RemoteDataError(StageError):
 class RunStore:
     """Remote ``name``'s filesystem, rooted at the remote's URL."""
 
-    def __init__(self, filesystem: Any, root: str, name: str) -> None:
+    def __init__(self, filesystem: Any, root: str, name: str, url: str = "") -> None:
         self.fs = filesystem
         self.root = root.rstrip("/")
         self.name = name
+        self.url = url or root
 
     @classmethod
     def open(cls, project_root: Path, name: str) -> RunStore:
@@ -68,7 +69,23 @@ class RunStore:
             filesystem = kind(**settings).fs
         except Exception as error:  # DVC's own errors for a remote it cannot build
             raise RemoteDataError(f"DVC remote {chosen!r} cannot be opened: {error}") from None
-        return cls(filesystem, root, chosen)
+        return cls(filesystem, root, chosen, str(config["remote"][chosen].get("url", "")))
+
+    @contextlib.contextmanager
+    def _talking(self, what: str) -> Iterator[None]:
+        """Errors of the object store while doing ``what`` as one RemoteDataError saying
+        what to check (FileNotFoundError passes: callers decide what an absent object means)."""
+        try:
+            yield
+        except (FileNotFoundError, RemoteDataError):
+            raise
+        except Exception as error:  # botocore, aiohttp and s3fs each have their own
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            raise RemoteDataError(
+                f"DVC remote {self.name!r} ({self.url}) failed while {what}: {detail}; check "
+                "that its server answers and that its credentials are right (`dvc remote "
+                "modify --local` sets them)"
+            ) from None
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
@@ -92,9 +109,9 @@ class RunStore:
         def absent(prefix: str) -> set[str]:
             folder = self.path("files", "md5", prefix)
             try:
-                names = {
-                    posixpath.basename(p) for p in self.fs.ls(folder, detail=False, refresh=True)
-                }
+                with self._talking(f"listing {folder}"):
+                    listed = self.fs.ls(folder, detail=False, refresh=True)
+                names = {posixpath.basename(path) for path in listed}
             except FileNotFoundError:
                 names = set()
             return {d for d in by_prefix[prefix] if d[2:] not in names}
@@ -106,10 +123,8 @@ class RunStore:
 
     def upload(self, local: Path, remote: str) -> None:
         """Put ``local`` at ``remote`` (an object store shows an object only once whole)."""
-        try:
+        with self._talking(f"sending {local} to {remote}"):
             self.fs.put_file(os.fspath(local), remote)
-        except OSError as error:
-            raise RemoteDataError(f"{local}: could not be sent to {remote}: {error}") from None
 
     def download(self, remote: str, target: Path, md5: str | None = None) -> None:
         """``remote`` at ``target``, written under a temporary name and renamed; with ``md5``
@@ -117,7 +132,8 @@ class RunStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
         try:
-            self.fs.get_file(remote, os.fspath(partial))
+            with self._talking(f"fetching {remote}"):
+                self.fs.get_file(remote, os.fspath(partial))
             if md5 is not None and hash_file(partial)["md5"] != md5:
                 raise RemoteDataError(
                     f"{remote} does not hold the content recorded for {target} (MD5 {md5}); "
@@ -136,23 +152,26 @@ class RunStore:
     # --- records ----------------------------------------------------------------------------
 
     def write_json(self, remote: str, record: Any) -> None:
-        self.fs.pipe_file(remote, (json.dumps(record, indent=1) + "\n").encode())
+        with self._talking(f"writing {remote}"):
+            self.fs.pipe_file(remote, (json.dumps(record, indent=1) + "\n").encode())
 
     def read_json(self, remote: str) -> Any:
         """The JSON record at ``remote``; None when there is none."""
         try:
-            return json.loads(self.fs.cat_file(remote))
+            with self._talking(f"reading {remote}"):
+                return json.loads(self.fs.cat_file(remote))
         except FileNotFoundError:
             return None
         except ValueError as error:
             raise RemoteDataError(f"{remote} is not a readable record: {error}") from None
 
     def exists(self, remote: str) -> bool:
-        return bool(self.fs.exists(remote))
+        with self._talking(f"looking for {remote}"):
+            return bool(self.fs.exists(remote))
 
     def remove(self, remote: str) -> None:
         """Remove ``remote`` and everything under it; nothing there is fine."""
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), self._talking(f"removing {remote}"):
             self.fs.rm(remote, recursive=True)
 
     # --- folders ----------------------------------------------------------------------------

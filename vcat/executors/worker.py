@@ -28,6 +28,7 @@ from vcat.executors.remote_data import (
     dvc_root,
     fetch_inputs,
 )
+from vcat.executors.runners import end_with_parent
 from vcat.executors.store import RemoteDataError, RunStore
 from vcat.parts import ShardSpec, part_folder
 from vcat.stage import write_text_atomic
@@ -73,7 +74,9 @@ def run_remote_shard(run: str, spec: ShardSpec, remote: str, scratch: Path) -> i
         "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
     }
     command = [sys.executable, *record.command, "--shard", str(spec)]
-    returncode = subprocess.run(command, cwd=work, env=environment, check=False).returncode
+    returncode = subprocess.run(
+        command, cwd=work, env=environment, check=False, preexec_fn=end_with_parent()
+    ).returncode
     if returncode != 0:
         return returncode
     part = work / part_folder(Path(record.output), spec)
