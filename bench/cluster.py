@@ -12,6 +12,10 @@ starts a single-node cluster there (vcat.cluster, with this machine's cores) and
   after the other, then the merge: the cost of going through SLURM at equal parallelism;
 - ``slurm 2 tasks``: ``shards: 2`` run side by side;
 - ``slurm 4 shards, 2 at once``: ``shards: 4, parallel: 2``;
+- ``slurm 2 tasks, data: remote``: ``shards: 2`` with the inputs on a DVC remote (a SeaweedFS
+  S3 server started here, as ``vcat remote up`` runs it): each shard fetches its block's
+  photos into scratch and sends its part back, the merge fetches the parts. The first run
+  also sends the photos (shown apart); the row is a run with them on the remote already;
 
 and the fixed overhead of a job array: a list of one pair split in 2 shards through SLURM,
 minus the same list in one process. Every merged output is checked byte for byte against the
@@ -37,6 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.crops import make_list, make_tree
 from vcat.cluster.local import cluster_down, cluster_up
+from vcat.seaweedfs import S3Credentials, SeaweedS3
+
+DVC = str(Path(sys.executable).with_name("dvc"))
 
 STAGE = {"imsize": 256, "jobs": 1, "shard_max_count": 500}  # CroCo's size
 
@@ -66,6 +73,27 @@ def run(
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
     return seconds
+
+
+def dvc_remote(folder: Path, server: SeaweedS3) -> None:
+    """``folder`` as a DVC repository whose default remote is a bucket of ``server``."""
+    import s3fs
+
+    s3fs.S3FileSystem(
+        key=server.credentials.access_key,
+        secret=server.credentials.secret_key,
+        client_kwargs={"endpoint_url": server.endpoint},
+        skip_instance_cache=True,
+    ).mkdir("bench")
+    local = ["remote", "modify", "--local", "store"]
+    for command in (
+        ["init", "--no-scm", "-q"],
+        ["remote", "add", "-d", "store", "s3://bench/dvc"],
+        [*local, "endpointurl", server.endpoint],
+        [*local, "access_key_id", server.credentials.access_key],
+        [*local, "secret_access_key", server.credentials.secret_key],
+    ):
+        subprocess.run([DVC, *command], cwd=folder, check=True)
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
@@ -122,6 +150,15 @@ def main() -> None:
                 if tree_bytes(folder / "split") != reference:
                     raise SystemExit(f"{label}: the merged output differs from the single run")
                 rows.append((label, seconds))
+            with SeaweedS3(folder / "seaweed", S3Credentials("bench", "bench-secret")) as server:
+                dvc_remote(folder, server)
+                remote = {"kind": "slurm", "shards": 2, "data": "remote"}
+                sending = run(folder, crops, "split", remote, env)
+                label = "slurm 2 tasks, data: remote"
+                seconds = best(args.repeat, lambda: run(folder, crops, "split", remote, env))
+                if tree_bytes(folder / "split") != reference:
+                    raise SystemExit(f"{label}: the merged output differs from the single run")
+                rows.append((label, seconds))
             tiny_single = best(args.repeat, lambda: run(folder, one, "tiny", {}, env))
             tiny_array = best(
                 args.repeat, lambda: run(folder, one, "tiny", {"kind": "slurm", "shards": 2}, env)
@@ -137,6 +174,10 @@ def main() -> None:
             f"{net:>15.2f}x"
         )
     print(f"stored: {stored / pairs / 1024:.1f} KiB per pair (two JPEGs in tar)")
+    print(
+        f"data: remote, first run (also sends the {len(names)} photos to the remote): "
+        f"{sending:.2f} s"
+    )
     print(
         f"fixed overhead of a 2-task job array: {overhead:.2f} s "
         f"(one pair: {tiny_array:.2f} s through SLURM, {tiny_single:.2f} s in one process)"

@@ -535,10 +535,12 @@ def _part_signature(
     }
 
 
-def _block_inputs(crops: Path, root: Path, spec: ShardSpec) -> list[Path]:
-    """The source images shard ``spec`` of the list reads (for executor data: remote)."""
-    (images,) = _block_images(crops, [spec.block(summarize(crops).crops)])
-    return [root / name for name in sorted(images)]
+def _block_inputs(crops: Path, root: Path, count: int) -> list[list[Path]]:
+    """The source images each of ``count`` shards of the list reads (for executor data:
+    remote)."""
+    total = summarize(crops).crops
+    blocks = [ShardSpec(index, count).block(total) for index in range(count)]
+    return [[root / name for name in sorted(images)] for images in _block_images(crops, blocks)]
 
 
 def main(
@@ -673,7 +675,7 @@ def command(
             merge,
             run,
             whole_only={"tree"},
-            block_inputs=lambda spec: _block_inputs(crops, root, spec),
+            block_inputs=lambda count: _block_inputs(crops, root, count),
         )
 
     run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(CropsFormatError,))

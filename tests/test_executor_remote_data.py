@@ -126,10 +126,12 @@ def test_a_node_without_the_data_makes_its_part_from_what_its_block_reads(
     just its block's images; the submitter then finds that part on the remote."""
     folder, single = project
     params = write_params(folder / "node.yaml", kind="local", shards=3, data="remote")
-    publish = (
+    publish = (  # what the stage's submitter does before it starts the shards
         "import sys; from pathlib import Path; from vcat.executors.remote_data import "
-        "publish_run; store, record = publish_run(sys.argv[1:], [Path('crops.txt'), "
-        "Path('root'), Path('node.yaml')], Path('node'), 3, ''); print(record.run)"
+        "publish_run; from stages.croco_crops import _block_inputs; "
+        "blocks = lambda n: _block_inputs(Path('crops.txt'), Path('root'), n); "
+        "store, record = publish_run(sys.argv[1:], [Path('crops.txt'), Path('root'), "
+        "Path('node.yaml')], Path('node'), 3, '', blocks); print(record.run)"
     )
     command = [sys.executable, "-m", "vcat", "stage", "croco-crops", "crops.txt", "root", "node"]
     command += ["--params", params.name]
@@ -157,7 +159,8 @@ def test_a_node_without_the_data_makes_its_part_from_what_its_block_reads(
     assert result.returncode == 0, result.stderr
     wanted = block_images(folder / "crops.txt", ShardSpec(1, 3))
     assert 0 < len(wanted) < 12
-    assert f"fetching {len(wanted)} input files: done" in result.stderr
+    # its images, the list and the settings
+    assert f"fetching {len(wanted) + 2} input files: done" in result.stderr
     assert "part 00001-of-00003 sent to remote 'store'" in result.stderr
     assert not (tmp_path / "scratch" / f"vcat-{run_id}" / "00001-of-00003").exists()
     marker = remote_files(s3, f"dvc/vcat/runs/{run_id}/parts")

@@ -3,11 +3,12 @@
 The submitter records every file the stage's command reads (its input files and the files
 under its input folders, with their MD5 and size) in a *run record*, sends the files the DVC
 remote lacks (:mod:`vcat.executors.store`), and starts each shard as ``vcat executor shard``
-(:mod:`vcat.executors.worker`). A shard recreates the inputs' paths in a scratch folder of
-its node and fetches only what its block reads: the stage names those files
-(``block_inputs``); a stage that names none gets every input file. It then runs the stage's
-own command there, sends its part back to the remote and, last, a marker saying the part is
-whole. The merge fetches the parts and combines them as it combines local ones.
+(:mod:`vcat.executors.worker`). The submitter also writes, for each shard, the list of the
+input files its block reads: the stage names them (``block_inputs``), else a shard gets every
+input file. A shard recreates the inputs' folders in a scratch folder of its node, fetches its
+list, runs the stage's own command there, sends its part back to the remote and, last, a
+marker saying the part is whole. The merge fetches the parts and combines them as it
+combines local ones.
 
 A run is named by a digest of its command line, number of shards and inputs, so a submitter
 started again after a kill finds the parts its shards already sent, and a run whose inputs
@@ -16,7 +17,8 @@ changed starts anew.
 Remote layout, under the remote's URL::
 
     files/md5/ab/cdef...                     inputs, as dvc push stores them
-    vcat/runs/<run>/run.json                 the run record
+    vcat/runs/<run>/run.json                 the run record, written last
+    vcat/runs/<run>/inputs/00001-of-00004.json  what shard 1 fetches (all.json: every shard)
     vcat/runs/<run>/parts/00001-of-00004/... a shard's part, file by file
     vcat/runs/<run>/parts/00001-of-00004.json  written last: the part is whole
 """
@@ -49,9 +51,6 @@ from vcat.parts import PartsError, ShardSpec, part_folder
 from vcat.processes import usable_cores
 
 RUN_FORMAT = "vcat.executor.run/1"
-#: Set in a shard's stage process: the run record the worker wrote into its scratch folder.
-INPUTS_ENV = "VCAT_SHARD_INPUTS"
-RECORD_NAME = ".vcat-run.json"
 
 
 @dataclass(frozen=True)
@@ -65,33 +64,29 @@ class RunRecord:
     """What every shard of a ``data: remote`` run needs to know, as stored in ``run.json``.
 
     ``command``: the stage's command line after the Python interpreter (``-m vcat stage NAME
-    ...``), its paths relative to the folder it runs in; ``files``: every input file by that
-    relative path; ``folders``: every input folder (empty ones too); ``arguments``: the
-    input paths the command names.
+    ...``), its paths relative to the folder it runs in; ``arguments``: the input paths the
+    command names; ``folders``: every input folder (empty ones too); ``by_block``: each shard
+    has its own list of input files to fetch (else one list, ``all``, for every shard).
     """
 
+    run: str
     command: tuple[str, ...]
     shards: int
     output: str
     arguments: tuple[str, ...]
-    files: dict[str, InputFile]
     folders: tuple[str, ...]
-
-    @property
-    def run(self) -> str:
-        """The run's name: a digest of everything that decides the bytes of its parts."""
-        text = json.dumps(self.to_json(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+    by_block: bool
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": RUN_FORMAT,
+            "run": self.run,
             "command": list(self.command),
             "shards": self.shards,
             "output": self.output,
             "arguments": list(self.arguments),
-            "files": {name: [f.md5, f.size] for name, f in sorted(self.files.items())},
             "folders": list(self.folders),
+            "by_block": self.by_block,
         }
 
     @classmethod
@@ -100,15 +95,13 @@ class RunRecord:
             if record["format"] != RUN_FORMAT:
                 raise ValueError(f"format {record['format']!r}, not {RUN_FORMAT}")
             return cls(
+                run=str(record["run"]),
                 command=tuple(str(word) for word in record["command"]),
                 shards=int(record["shards"]),
                 output=str(record["output"]),
                 arguments=tuple(str(path) for path in record["arguments"]),
-                files={
-                    str(name): InputFile(str(md5), int(size))
-                    for name, (md5, size) in record["files"].items()
-                },
                 folders=tuple(str(path) for path in record["folders"]),
+                by_block=bool(record["by_block"]),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise RemoteDataError(
@@ -118,6 +111,23 @@ class RunRecord:
 
     def part_name(self, spec: ShardSpec) -> str:
         return part_folder(Path(self.output), spec).name
+
+    def inputs_name(self, spec: ShardSpec) -> str:
+        """The name of the list of files shard ``spec`` fetches."""
+        return f"{self.part_name(spec)}.json" if self.by_block else "all.json"
+
+
+def files_json(files: dict[str, InputFile]) -> dict[str, list[Any]]:
+    return {name: [file.md5, file.size] for name, file in sorted(files.items())}
+
+
+def files_from_json(record: Any, where: str) -> dict[str, InputFile]:
+    if record is None:
+        raise RemoteDataError(f"{where} is not on the remote; run the stage again")
+    try:
+        return {str(name): InputFile(str(md5), int(size)) for name, (md5, size) in record.items()}
+    except (AttributeError, TypeError, ValueError) as error:
+        raise RemoteDataError(f"{where} is not a list of input files ({error})") from None
 
 
 # --- the submitter ----------------------------------------------------------------------------
@@ -222,32 +232,68 @@ def dvc_root(start: Path) -> Path:
     )
 
 
+#: ``block_inputs(N)``: for each of N shards, the input files its block reads (paths as the
+#: stage's command names them).
+BlockInputs = Callable[[int], Sequence[Iterable[Path]]]
+
+
 def publish_run(
-    command: Sequence[str], inputs: Sequence[Path], output: Path, shards: int, remote: str
+    command: Sequence[str],
+    inputs: Sequence[Path],
+    output: Path,
+    shards: int,
+    remote: str,
+    block_inputs: BlockInputs | None = None,
 ) -> tuple[RunStore, RunRecord]:
-    """Record the run of ``command`` (``python -m vcat stage ...``) split in ``shards``, send
-    the inputs the remote lacks, and store the record: what its shards fetch."""
+    """Record the run of ``command`` (``python -m vcat stage ...``) split in ``shards``: send
+    the inputs the remote lacks, each shard's list of files, and the record, last."""
     base = Path.cwd()
     store = RunStore.open(dvc_root(base), remote)
     files, folders = describe_inputs(inputs, base, usable_cores())
     relative = {str(path): relative_input(path, base) for path in (*inputs, output)}
+    # each node runs the command with its own interpreter, in its own scratch folder
+    words = [relative.get(word, word) for word in command[1:]]
+    arguments = [relative_input(path, base) for path in inputs]
+    identity = [words, shards, relative_input(output, base), arguments, folders, files_json(files)]
+    run = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:20]
     record = RunRecord(
-        # each node runs it with its own interpreter, in its own scratch folder
-        command=tuple(relative.get(word, word) for word in command[1:]),
+        run=run,
+        command=tuple(words),
         shards=shards,
         output=relative_input(output, base),
-        arguments=tuple(relative_input(path, base) for path in inputs),
-        files=files,
+        arguments=tuple(arguments),
         folders=tuple(folders),
+        by_block=block_inputs is not None,
     )
     sent = send_inputs(store, files, base)
-    store.write_json(store.run_path(record.run, "run.json"), record.to_json())
+    if store.read_json(store.run_path(run, "run.json")) is None:
+        for name, listed in _shard_lists(record, files, base, block_inputs).items():
+            store.write_json(store.run_path(run, "inputs", name), files_json(listed))
+        store.write_json(store.run_path(run, "run.json"), record.to_json())
     stderr.print(
-        f"{output}: run {record.run} on remote {store.name!r}: {len(files):,} input files, "
+        f"{output}: run {run} on remote {store.name!r}: {len(files):,} input files, "
         f"{sent:,} bytes sent",
         highlight=False,
     )
     return store, record
+
+
+def _shard_lists(
+    record: RunRecord, files: dict[str, InputFile], base: Path, block_inputs: BlockInputs | None
+) -> dict[str, dict[str, InputFile]]:
+    """The files each shard fetches, by list name: the input files the command names, and
+    those of its block (every input file without ``block_inputs``). A file the stage names
+    that is not an input (an image its list names but the dataset lacks) is not fetched: the
+    shard finds it missing, as the stage would here."""
+    if block_inputs is None:
+        return {"all.json": files}
+    named = {name: files[name] for name in record.arguments if name in files}
+    lists = {}
+    for index, paths in enumerate(block_inputs(record.shards)):
+        wanted = {relative_input(path, base) for path in paths}
+        listed = {**named, **{name: files[name] for name in wanted if name in files}}
+        lists[record.inputs_name(ShardSpec(index, record.shards))] = listed
+    return lists
 
 
 def fetch_parts(store: RunStore, record: RunRecord, output: Path) -> None:
@@ -276,44 +322,20 @@ def fetch_parts(store: RunStore, record: RunRecord, output: Path) -> None:
             store.get_folder(remote, marker["files"], local, lambda n: bars.advance(bar, n))
 
 
-# --- a shard's stage process ------------------------------------------------------------------
-
-
-def fetch_block_inputs(block_inputs: Callable[[], Iterable[Path]] | None) -> None:
-    """In a shard that a ``data: remote`` worker started: fetch the input files its block
-    reads (``block_inputs()``, paths as the stage names them; None: every input file) into
-    the scratch folder it runs in. Files already there whole are kept (a retried shard on the
-    same node). Does nothing in any other process."""
-    record_path = os.environ.get(INPUTS_ENV)
-    if not record_path:
-        return
-    saved = json.loads(Path(record_path).read_text(encoding="utf-8"))
-    record = RunRecord.from_json(saved["record"], record_path)
-    base = Path(record_path).parent
-    if block_inputs is None:
-        wanted = set(record.files)
-    else:
-        wanted = {relative_input(path, base) for path in block_inputs()} & set(record.files)
-    todo = sorted(
+def fetch_inputs(store: RunStore, files: dict[str, InputFile], base: Path) -> None:
+    """``files`` from the remote to their paths under ``base``, each checked against its
+    MD5; a file already there with its size is kept (a shard started again on its node)."""
+    names = sorted(
         name
-        for name in wanted
-        if not ((base / name).is_file() and (base / name).stat().st_size == record.files[name].size)
+        for name, file in files.items()
+        if not ((base / name).is_file() and (base / name).stat().st_size == file.size)
     )
-    if not todo:
-        return
-    store = RunStore.open(Path(saved["project"]), saved["remote"])
-    fetch_inputs(store, record, todo, base)
-
-
-def fetch_inputs(store: RunStore, record: RunRecord, names: Sequence[str], base: Path) -> None:
-    """The input files ``names`` of ``record`` from the remote to their paths under ``base``,
-    each checked against its MD5."""
-    total = sum(record.files[name].size for name in names)
+    total = sum(files[name].size for name in names)
     with _bytes_bar(f"fetching {len(names):,} input files") as (bars, bar):
         bars.update(bar, total=total)
 
         def fetch(name: str) -> None:
-            file = record.files[name]
+            file = files[name]
             store.download(store.object_path(file.md5), base / name, file.md5)
             bars.advance(bar, file.size)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from vcat.console import stderr, stderr_bars
 from vcat.executors.command import input_paths, shard_command_line, stage_command_line
 from vcat.executors.ledger import Ledger
-from vcat.executors.remote_data import fetch_block_inputs, fetch_parts, publish_run
+from vcat.executors.remote_data import BlockInputs, fetch_parts, publish_run
 from vcat.executors.runners import Ended, LocalRunner, Runner, SlurmRunner
 from vcat.executors.settings import ExecutorSettings, executor_settings
 from vcat.parts import PartsError, ShardSpec, parts_root, remove_parts
@@ -48,7 +48,7 @@ def run_sharded(
     merge: int | None,
     work: Callable[[ShardSpec | None, int | None], object],
     whole_only: Collection[str] = (),
-    block_inputs: Callable[[ShardSpec], Iterable[Path]] | None = None,
+    block_inputs: BlockInputs | None = None,
 ) -> None:
     """``work(spec, merge)``: the stage command's own work for its ``--shard``/``--merge``.
 
@@ -59,11 +59,9 @@ def run_sharded(
     changed since), every shard runs again, each keeping what is still current.
 
     With ``data: remote`` the shards run where none of the data is (:mod:`.remote_data`):
-    ``block_inputs(spec)`` names the input files shard ``spec`` reads (paths as the command
-    was given them); without it a shard fetches every input file.
+    ``block_inputs(N)`` names, for each of N shards, the input files its block reads (paths
+    as the command was given them); without it every shard fetches every input file.
     """
-    if spec is not None and merge is None:
-        fetch_block_inputs(None if block_inputs is None else lambda: block_inputs(spec))
     if spec is not None or merge is not None:
         work(spec, merge)
         return
@@ -74,7 +72,7 @@ def run_sharded(
     command = stage_command_line(context, whole_only)
     if settings.data == "remote":
         inputs = input_paths(context, output, whole_only)
-        _run_remote(command, inputs, output, params, settings, work)
+        _run_remote(command, inputs, output, params, settings, work, block_inputs)
         return
     skipped = run_shards(command, output, settings)
     rerun = lambda: run_shards(command, output, settings, earlier=False)  # noqa: E731
@@ -112,6 +110,7 @@ def _run_remote(
     params: Path | None,
     settings: ExecutorSettings,
     work: Callable[[ShardSpec | None, int | None], object],
+    block_inputs: BlockInputs | None,
 ) -> None:
     """The shards of ``command`` as ``vcat executor shard`` workers of a run on the DVC
     remote; then the parts fetched from it, merged, and removed there and here."""
@@ -120,7 +119,9 @@ def _run_remote(
         command = [*command, "--params", str(params)]  # no project around a shard to find it
     if params is not None and params not in inputs:
         inputs = [*inputs, params]
-    store, record = publish_run(command, inputs, output, settings.shards, settings.remote)
+    store, record = publish_run(
+        command, inputs, output, settings.shards, settings.remote, block_inputs
+    )
     worker = [sys.executable, "-m", "vcat", "executor", "shard", record.run, "--remote", store.name]
     if settings.scratch:
         worker += ["--scratch", settings.scratch]

@@ -2,17 +2,15 @@
 
 ``vcat executor shard RUN --shard I/N`` (what each task of such a run executes) reads the run
 record from the DVC remote, recreates the stage's input folders in a scratch folder, fetches
-the input files the command names (lists, settings), and runs the stage's command there with
-``--shard I/N``; the stage fetches the rest of what its block reads
-(:func:`vcat.executors.remote_data.fetch_block_inputs`). The part it writes goes to the
-remote file by file, then the marker that says it is whole. A shard whose marker is there
+the input files of its list (what its block reads, and the files the command names), and runs
+the stage's command there with ``--shard I/N``. The part it writes goes to the remote file by
+file, then the marker that says it is whole. A shard whose marker is there
 already does nothing; a shard started again on the same node keeps what its scratch folder
 holds (the inputs fetched, the stage's own resumable part).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,17 +19,10 @@ import tempfile
 from pathlib import Path
 
 from vcat.console import stderr
-from vcat.executors.remote_data import (
-    INPUTS_ENV,
-    RECORD_NAME,
-    RunRecord,
-    dvc_root,
-    fetch_inputs,
-)
+from vcat.executors.remote_data import RunRecord, dvc_root, fetch_inputs, files_from_json
 from vcat.executors.runners import end_with_parent
 from vcat.executors.store import RemoteDataError, RunStore
 from vcat.parts import ShardSpec, part_folder
-from vcat.stage import write_text_atomic
 
 
 def default_scratch() -> Path:
@@ -59,17 +50,14 @@ def run_remote_shard(run: str, spec: ShardSpec, remote: str, scratch: Path) -> i
     if store.exists(marker):
         stderr.print(f"run {run}: part {name} is on the remote already", highlight=False)
         return 0
+    listed = store.run_path(run, "inputs", record.inputs_name(spec))
+    files = files_from_json(store.read_json(listed), listed)
     work = scratch / f"vcat-{run}" / name
     for folder in record.folders:
         (work / folder).mkdir(parents=True, exist_ok=True)
-    named = [path for path in record.arguments if path in record.files]
-    fetch_inputs(store, record, [p for p in named if not _whole(work / p, record, p)], work)
-    record_path = work / RECORD_NAME
-    state = {"record": saved, "remote": store.name, "project": str(project)}
-    write_text_atomic(record_path, json.dumps(state) + "\n")
+    fetch_inputs(store, files, work)
     environment = {
         **os.environ,
-        INPUTS_ENV: str(record_path),
         # the stage's code comes from the checkout, whatever folder it runs in
         "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
     }
@@ -89,7 +77,3 @@ def run_remote_shard(run: str, spec: ShardSpec, remote: str, scratch: Path) -> i
     )
     shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _whole(path: Path, record: RunRecord, name: str) -> bool:
-    return path.is_file() and path.stat().st_size == record.files[name].size
