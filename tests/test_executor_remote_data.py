@@ -188,6 +188,19 @@ def test_no_remote_is_one_line_saying_how_to_name_one(
     assert not (lone / "out").exists()
 
 
+def test_a_shard_of_a_run_the_remote_does_not_hold_is_one_line(
+    project: tuple[Path, dict[str, bytes]],
+) -> None:
+    folder, _ = project
+    worker = [sys.executable, "-m", "vcat", "executor", "shard", "0123456789abcdef0123"]
+    result = subprocess.run(
+        [*worker, "--shard", "0/2"], cwd=folder, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "holds no run 0123456789abcdef0123" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 @pytest.mark.slow
 def test_a_slurm_job_array_with_remote_data_merges_to_the_single_runs_bytes(
     project: tuple[Path, dict[str, bytes]], s3: SeaweedS3, slurm_cluster: ClusterState
