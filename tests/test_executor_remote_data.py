@@ -3,6 +3,7 @@ server) and send their parts back there, on a node that has none of the data."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,8 @@ from tests.test_croco_crops import crops_text, folder_bytes, make_world
 from tests.test_executors import array_tasks, cluster_env, stage, write_params
 from vcat.cluster.local import ClusterState
 from vcat.croco.crops_file import read_headers
+from vcat.executors.remote_data import InputFile, describe_inputs
+from vcat.executors.store import RemoteDataError
 from vcat.parts import ShardSpec, parts_root
 from vcat.seaweedfs import S3Credentials, SeaweedS3
 
@@ -285,3 +288,41 @@ def test_every_sharded_demo_stage_with_remote_data_makes_the_pipelines_bytes(
         assert folder_bytes(checkout / "out") == folder_bytes(expected)
     else:
         assert (checkout / "out").read_bytes() == expected.read_bytes()
+
+
+# --- what the submitter refuses to send ---------------------------------------------------------
+
+
+def test_inputs_are_described_with_links_followed_and_every_folder(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "a" / "empty").mkdir(parents=True)
+    (tree / "a" / "x.bin").write_bytes(b"x" * 10)
+    (tmp_path / "cache.bin").write_bytes(b"y" * 3)
+    (tree / "linked.bin").symlink_to(tmp_path / "cache.bin")  # as DVC's symlink cache type
+    files, folders = describe_inputs([Path("tree")], tmp_path, 2)
+    assert folders == ["tree", "tree/a", "tree/a/empty"]
+    assert files == {
+        "tree/a/x.bin": InputFile(hashlib.md5(b"x" * 10).hexdigest(), 10),
+        "tree/linked.bin": InputFile(hashlib.md5(b"yyy").hexdigest(), 3),
+    }
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop", "outside", "dangling"])
+def test_inputs_that_cannot_be_sent_are_named(tmp_path: Path, kind: str) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    given = [Path("tree")]
+    if kind == "fifo":
+        os.mkfifo(tree / "sub" / "pipe.jpg")
+        expected = "tree/sub/pipe.jpg is a FIFO"
+    elif kind == "loop":
+        (tree / "sub" / "back").symlink_to(tree)
+        expected = "tree/sub/back leads back to tree"
+    elif kind == "outside":
+        given = [tmp_path.parent]
+        expected = f"{tmp_path.parent} lies outside {tmp_path}"
+    else:
+        (tree / "sub" / "gone.jpg").symlink_to(tmp_path / "nothing")
+        expected = "tree/sub/gone.jpg cannot be read"
+    with pytest.raises(RemoteDataError, match=re.escape(expected)):
+        describe_inputs(given, tmp_path, 1)

@@ -156,29 +156,39 @@ def describe_inputs(
     link cache types); any other special file is refused, naming it."""
     found: dict[str, Path] = {}
     folders: set[str] = set()
-    for path in paths:
-        top = relative_input(path, base)
+    for given in paths:
+        top = relative_input(given, base)
+        path = base / top
         if path.is_dir():
             folders.add(top)
+            above: dict[str, Path] = {}  # a link back to a folder it is in would never end
             for directory, subfolders, names in os.walk(path, followlinks=True):
                 here = Path(directory)
+                real = os.path.realpath(here)
+                if real in above and here != above[real] and above[real] in here.parents:
+                    raise RemoteDataError(
+                        f"{relative_input(here, base)} leads back to "
+                        f"{relative_input(above[real], base)} (a link): a folder of inputs "
+                        "cannot hold itself; remove the link"
+                    )
+                above.setdefault(real, here)
                 for name in subfolders:
                     folders.add(relative_input(here / name, base))
                 for name in names:
                     found[relative_input(here / name, base)] = here / name
         else:
             found[top] = path
-    for path in found.values():
+    for name, path in found.items():
         try:
             mode = path.stat().st_mode
         except OSError as error:
             raise RemoteDataError(
-                f"{path} cannot be read ({error.strerror}): executor data: remote sends every "
+                f"{name} cannot be read ({error.strerror}): executor data: remote sends every "
                 "input file; restore it or remove it from the stage's inputs"
             ) from None
         if kind_of(mode) != "file":
             raise RemoteDataError(
-                f"{path} is a {kind_of(mode)}: executor data: remote sends regular files only; "
+                f"{name} is a {kind_of(mode)}: executor data: remote sends regular files only; "
                 "remove it from the stage's inputs, or use data: shared"
             )
     names = sorted(found)
