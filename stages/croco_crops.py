@@ -118,7 +118,7 @@ class Counts:
     excluded_by_scene: Counter[str] = field(default_factory=Counter)
     failed_by_class: Counter[str] = field(default_factory=Counter)
     written: int = 0
-    decodes: int = 0
+    decodes: int = 0  # a merge counts those of a single run of the list
 
     @property
     def excluded(self) -> int:
@@ -500,10 +500,13 @@ def _merge(
         done = _read_json(part / PART_NAME)
         if not isinstance(done, dict):
             raise PartsError(f"{part} is not finished; run the stage with --shard {spec} again")
-        counts.decodes += int(done["images_decoded"])
         records += list(_recorded_failures(part).values())
-    for _ in _selected(crops, range(counts.in_run), exclusion, counts):
-        pass  # counts the exclusions
+    # the exclusions, and the decodes of a single run (the shards decoded the images at the
+    # edges of their blocks once more each): metrics do not depend on how the run was split
+    selected = _selected(crops, range(counts.in_run), exclusion, counts)
+    size = task_size(counts.in_run, int(settings.task_pairs))
+    capacity = int(settings.cache_images)
+    counts.decodes = sum(planned_decodes(run, capacity) for run in group_headers(selected, size))
     _prepare_folder(output, signature, overwrite)
     index = merge_samples(
         parts,

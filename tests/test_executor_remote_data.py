@@ -260,7 +260,7 @@ def test_every_sharded_demo_stage_with_remote_data_makes_the_pipelines_bytes(
     tmp_path: Path,
 ) -> None:
     """The stage's dvc.yaml command, split in 2 shards that fetch their inputs from S3, into
-    a new output: the bytes `dvc repro` wrote."""
+    a new output: the bytes `dvc repro` wrote, and the same metrics."""
     command, output = demo_commands[address]
     checkout = tmp_path / "checkout"
     dvc_checkout(checkout, s3, f"demo-{address.replace('@', '-')}")
@@ -273,6 +273,7 @@ def test_every_sharded_demo_stage_with_remote_data_makes_the_pipelines_bytes(
     assert words[:2] == ["vcat", "stage"] and output in words
     words = [("out" if word == output else word) for word in words[2:]]
     metrics = words.index("--metrics")
+    expected_metrics = demo_root / words[metrics + 1]
     words[metrics + 1] = "out.json"
     result = subprocess.run(
         [sys.executable, "-m", "vcat", "stage", *words],
@@ -288,6 +289,8 @@ def test_every_sharded_demo_stage_with_remote_data_makes_the_pipelines_bytes(
         assert folder_bytes(checkout / "out") == folder_bytes(expected)
     else:
         assert (checkout / "out").read_bytes() == expected.read_bytes()
+    # the metrics too: how the work was split is no part of what `dvc metrics diff` shows
+    assert (checkout / "out.json").read_text() == expected_metrics.read_text()
 
 
 # --- what the submitter refuses to send ---------------------------------------------------------
