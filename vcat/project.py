@@ -30,3 +30,10 @@ def default_catalog_dir() -> Path:
     if configured:
         return Path(configured)
     return find_project_root() / "catalog"
+
+
+def user_data_dir(*parts: str) -> Path:
+    """``$XDG_DATA_HOME/vcat/<parts>``, else ``~/.local/share/vcat/<parts>``: where vcat keeps
+    what outlives a checkout (local servers' data, a local cluster's state)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser().joinpath("vcat", *parts)

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vcat.catalog.loader import format_location
 from vcat.catalog.yaml_source import load_yaml
 from vcat.problems import CatalogError, Problem, Severity, display_path
+from vcat.project import user_data_dir
 from vcat.seaweedfs import (
     S3Credentials,
     SeaweedS3,
@@ -101,8 +102,7 @@ def remote_url(name: str) -> str:
 
 def default_data_dir(name: str) -> Path:
     """``$XDG_DATA_HOME/vcat/s3/<name>``, else ``~/.local/share/vcat/s3/<name>``."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base).expanduser() / "vcat" / "s3" / name
+    return user_data_dir("s3", name)
 
 
 # --- the server and its state file ---------------------------------------------------------

@@ -41,6 +41,7 @@ from vcat.cluster.config import (
     slurmdbd_conf,
 )
 from vcat.cluster.daemons import DaemonError, daemon_alive, start_daemon, stop_daemon, wait_until
+from vcat.project import user_data_dir
 from vcat.seaweedfs import free_port
 from vcat.secret_files import private_dir, write_private
 
@@ -70,8 +71,7 @@ class ClusterError(RuntimeError):
 
 def default_folder() -> Path:
     """``$XDG_DATA_HOME/vcat/slurm``, else ``~/.local/share/vcat/slurm``."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base).expanduser() / "vcat" / "slurm"
+    return user_data_dir("slurm")
 
 
 @dataclass
