@@ -264,6 +264,55 @@ def test_a_shard_cancelled_with_scancel_is_started_again(
     assert task not in {row.split("|")[0] for row in tasks}, "the cancelled task ran again"
 
 
+#: Imported by every Python process that finds it on its path: the first process of array task
+#: 0 to start takes the flag away and sleeps, so the test can cancel that task while it runs.
+SLOW_FIRST_TASK = """
+import os, pathlib, time
+flag = pathlib.Path(os.environ["VCAT_TEST_SLOW_FLAG"])
+if os.environ.get("SLURM_ARRAY_TASK_ID") == "0":
+    try:
+        flag.unlink()
+    except FileNotFoundError:
+        pass
+    else:
+        time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_a_running_shard_cancelled_with_scancel_is_started_again(
+    reference: tuple[Path, dict[str, bytes]], slurm_cluster: ClusterState, tmp_path: Path
+) -> None:
+    folder, single = reference
+    project = _copy_inputs(folder, tmp_path)
+    write_params(project / "p.yaml", kind="slurm", shards=2)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_FIRST_TASK)
+    flag = tmp_path / "slow-flag"
+    flag.touch()
+    env = {**cluster_env(slurm_cluster), "PYTHONPATH": str(hook)}
+    env["VCAT_TEST_SLOW_FLAG"] = str(flag)
+    submitter = subprocess.Popen(
+        stage_command("out", "p.yaml"),
+        cwd=project,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    output = project / "out"
+    jobs = lambda: read_ledger(output).get("jobs", {})  # noqa: E731
+    wait_for(lambda: not flag.exists() and "0" in jobs(), "task 0 to run")  # type: ignore[operator]
+    task = jobs()["0"]  # type: ignore[index]
+    subprocess.run(["scancel", task], env=env, check=True)
+    _, errors = submitter.communicate(timeout=300)
+    assert submitter.returncode == 0, errors
+    assert "shard 0/2 failed (SLURM state CANCELLED" in errors, errors
+    assert "retry 1 of 2" in errors
+    assert folder_bytes(output) == single
+
+
 @pytest.mark.slow
 def test_a_killed_submitter_rerun_follows_the_queued_jobs_and_submits_nothing_again(
     reference: tuple[Path, dict[str, bytes]], slurm_cluster: ClusterState, tmp_path: Path
