@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 from omegaconf import DictConfig
 
-from vcat.copydetect.generate import GenerateError, Job, Source, every, list_images
+from vcat.copydetect.generate import GenerateError, ImageFile, Job, every, list_images
 from vcat.copydetect.options import EmojiOption, FontsOption
 from vcat.copydetect.overlays import EMOJI_SUFFIXES, FONT_SUFFIXES, AssetError, Assets, asset_files
 from vcat.copydetect.runner import COMMON_CONF, recipe_of, run
@@ -49,6 +49,37 @@ default_conf: dict[str, Any] = {
 pipeline_keys = ("entries",)  # params keys only dvc.yaml reads (whose references to use)
 
 
+def _selection(settings: Any, sources: Path) -> tuple[list[ImageFile], list[ImageFile]]:
+    """The images that become classes, and those to mix with."""
+    images = list_images(sources)
+    selected = every(images, int(settings.select_every), int(settings.select_offset))
+    return selected, every(images, int(settings.mix_every), int(settings.mix_offset))
+
+
+def _assets(fonts: Path | None, emoji: Path | None) -> Assets:
+    return Assets(
+        asset_files(fonts, FONT_SUFFIXES, "font"), asset_files(emoji, EMOJI_SUFFIXES, "emoji")
+    )
+
+
+def block_sources(
+    conf: Mapping[str, Any] | None,
+    sources: Path,
+    fonts: Path | None,
+    emoji: Path | None,
+    count: int,
+) -> list[list[Path]]:
+    """The files each of ``count`` shards reads (for executor data: remote): the sources of
+    its block of classes, and every image to mix with, font and emoji (any class may draw
+    any of them)."""
+    settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
+    selected, others = _selection(settings, sources)
+    assets = _assets(fonts, emoji)
+    shared = [image.path for image in others] + [*assets.fonts, *assets.emoji]
+    blocks = [ShardSpec(index, count).block(len(selected)) for index in range(count)]
+    return [[selected[cls].path for cls in block] + shared for block in blocks]
+
+
 def main(
     conf: Mapping[str, Any] | None,
     sources: Path,
@@ -69,13 +100,8 @@ def main(
     ``overwrite``). ``metrics`` receives the counts as JSON.
     """
     settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
-    images: list[Source] = list(list_images(sources))
-    selected = every(images, int(settings.select_every), int(settings.select_offset))
-    others = every(images, int(settings.mix_every), int(settings.mix_offset))
-    assets = Assets(
-        asset_files(fonts, FONT_SUFFIXES, "font"), asset_files(emoji, EMOJI_SUFFIXES, "emoji")
-    )
-    job = Job(selected, others, recipe_of(settings), assets)
+    selected, others = _selection(settings, sources)
+    job = Job(selected, others, recipe_of(settings), _assets(fonts, emoji))
     return run(
         settings,
         job,
@@ -117,7 +143,10 @@ def command(
         def run(spec: ShardSpec | None, merge: int | None) -> None:
             main(conf, sources, output, overwrite, metrics, spec, merge, fonts, emoji)
 
-        run_sharded(context, output, params, spec, merge, run)
+        def blocks(count: int) -> list[list[Path]]:
+            return block_sources(conf, sources, fonts, emoji, count)
+
+        run_sharded(context, output, params, spec, merge, run, block_inputs=blocks)
 
     run_stage(
         NAME, default_conf, params, work, pipeline_keys, input_errors=(GenerateError, AssetError)

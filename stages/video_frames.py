@@ -47,6 +47,7 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vcat.console import stderr, stderr_bars
+from vcat.executors.listing import listed_files
 from vcat.executors.run import run_sharded
 from vcat.parts import (
     MergeOption,
@@ -157,18 +158,23 @@ def walk_videos(folder: Path, extensions: Sequence[str], scheme: str) -> list[Vi
     """The videos under ``folder`` (files whose extension is one of ``extensions``, links
     to files included), sorted by relative path."""
     wanted = {extension.lower() for extension in extensions}
+    listed = listed_files(folder)  # a shard that fetched only its block's videos
+    paths = _walk(folder) if listed is None else listed
+    found = sorted(
+        (path.relative_to(folder).as_posix(), path)
+        for path in paths
+        if path.suffix.lower() in wanted
+    )
+    return _frame_dirs([(relative, path, str(path)) for relative, path in found], scheme)
 
+
+def _walk(folder: Path) -> Iterator[Path]:
     def unlisted(error: OSError) -> None:
         raise ListError(f"{error.filename}: cannot list the folder ({error.strerror})")
 
-    found = []
     for directory, _, names in os.walk(folder, onerror=unlisted):
         for name in names:
-            if PurePosixPath(name).suffix.lower() in wanted:
-                path = Path(directory) / name
-                found.append((path.relative_to(folder).as_posix(), path))
-    found.sort()
-    return _frame_dirs([(relative, path, str(path)) for relative, path in found], scheme)
+            yield Path(directory) / name
 
 
 def read_video_list(list_path: Path, root: Path, scheme: str) -> list[Video]:
@@ -468,6 +474,16 @@ def _finish(
         )
 
 
+def block_videos(
+    conf: Mapping[str, Any] | None, source: Path, root: Path | None, count: int
+) -> list[list[Path]]:
+    """The videos each of ``count`` shards reads (for executor data: remote)."""
+    settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
+    videos = find_videos(source, root, settings)
+    blocks = [ShardSpec(index, count).block(len(videos)) for index in range(count)]
+    return [[videos[position].path for position in block] for block in blocks]
+
+
 def main(
     conf: Mapping[str, Any] | None,
     source: Path,
@@ -574,6 +590,9 @@ def command(
             else:
                 main(conf, source, output, overwrite, metrics, root, spec)
 
-        run_sharded(context, output, params, spec, merge_count, run)
+        def blocks(count: int) -> list[list[Path]]:
+            return block_videos(conf, source, root, count)
+
+        run_sharded(context, output, params, spec, merge_count, run, block_inputs=blocks)
 
     run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(ListError,))

@@ -329,3 +329,52 @@ def test_inputs_that_cannot_be_sent_are_named(tmp_path: Path, kind: str) -> None
         expected = "tree/sub/gone.jpg cannot be read"
     with pytest.raises(RemoteDataError, match=re.escape(expected)):
         describe_inputs(given, tmp_path, 1)
+
+
+# --- what each stage's shards fetch -------------------------------------------------------------
+
+
+def test_video_frames_shards_fetch_only_their_blocks_videos(tmp_path: Path) -> None:
+    from stages.video_frames import block_videos
+
+    folder = tmp_path / "videos"
+    names = ["a.mp4", "b/c.mp4", "b/d.MP4", "e.mkv", "notes.txt"]
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")  # listed, never decoded here
+    blocks = block_videos(None, folder, None, 2)
+    assert blocks == [
+        [folder / "a.mp4", folder / "b/c.mp4"],
+        [folder / "b/d.MP4", folder / "e.mkv"],
+    ]
+
+
+def test_copydetect_train_shards_fetch_their_classes_and_every_image_to_mix_with(
+    demo_root: Path,
+) -> None:
+    from stages.copydetect_train import block_sources
+    from vcat.copydetect.generate import every, list_images
+
+    folder = demo_root / "data/sources/demo-copydetect/references"
+    images = list_images(folder)
+    selected = [image.path for image in every(images, 10, 0)]
+    others = [image.path for image in every(images, 10, 9)]
+    blocks = block_sources(None, folder, None, None, 3)
+    assert all(block[-len(others) :] == others for block in blocks)
+    assert [path for block in blocks for path in block[: -len(others)]] == selected
+    assert all(len(block) < len(images) for block in blocks)
+
+
+def test_a_listing_answers_for_the_folders_under_it_only_in_a_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vcat.executors.listing import LISTING_ENV, listed_files
+
+    names = ["src/a.jpg", "src/sub/b.jpg", "src-2/c.jpg", "src.jpg", "other/d.jpg"]
+    (tmp_path / ".vcat-listing.json").write_text(json.dumps(names))
+    monkeypatch.chdir(tmp_path)
+    assert listed_files(Path("src")) is None  # not in a shard: walk the folder
+    monkeypatch.setenv(LISTING_ENV, str(tmp_path / ".vcat-listing.json"))
+    assert listed_files(Path("src")) == [Path("src/a.jpg"), Path("src/sub/b.jpg")]
+    assert listed_files(tmp_path / "src" / "sub") == [tmp_path / "src/sub/b.jpg"]
+    assert listed_files(Path("missing")) == []

@@ -49,6 +49,7 @@ from vcat.copydetect import groundtruth
 from vcat.copydetect.names import GUIDE_POOL, USES_OTHER_IMAGES
 from vcat.copydetect.overlays import Assets
 from vcat.copydetect.seeds import copy_rng
+from vcat.executors.listing import listed_files
 from vcat.processes import ordered_map
 from vcat.regular import open_regular
 from vcat.stage_cli import StageFailed
@@ -108,11 +109,12 @@ def list_images(folder: Path) -> list[ImageFile]:
     when ``folder`` is not a folder."""
     if not folder.is_dir():
         raise GenerateError(f"{folder}: not a folder of images")
+    listed = listed_files(folder)  # a shard that fetched only its block's images
     files = []
-    for path in folder.rglob("*"):
+    for path in folder.rglob("*") if listed is None else listed:
         # a FIFO or device named like an image is listed, then refused (never waited on) when
         # it is opened, so it is counted as a failure instead of being skipped in silence
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir():
+        if path.suffix.lower() in IMAGE_SUFFIXES and (listed is not None or not path.is_dir()):
             files.append(ImageFile(path.relative_to(folder).as_posix(), path))
     return sorted(files, key=lambda image: image.name)
 

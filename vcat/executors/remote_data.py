@@ -19,6 +19,7 @@ Remote layout, under the remote's URL::
     files/md5/ab/cdef...                     inputs, as dvc push stores them
     vcat/runs/<run>/run.json                 the run record, written last
     vcat/runs/<run>/inputs/00001-of-00004.json  what shard 1 fetches (all.json: every shard)
+    vcat/runs/<run>/inputs/listing.json      every input file (when shards fetch their own)
     vcat/runs/<run>/parts/00001-of-00004/... a shard's part, file by file
     vcat/runs/<run>/parts/00001-of-00004.json  written last: the part is whole
 """
@@ -279,6 +280,8 @@ def publish_run(
     if store.read_json(store.run_path(run, "run.json")) is None:
         for name, listed in _shard_lists(record, files, base, block_inputs).items():
             store.write_json(store.run_path(run, "inputs", name), files_json(listed))
+        if record.by_block:  # for the stages that walk a folder (vcat.executors.listing)
+            store.write_json(store.run_path(run, "inputs", "listing.json"), sorted(files))
         store.write_json(store.run_path(run, "run.json"), record.to_json())
     stderr.print(
         f"{output}: run {run} on remote {store.name!r}: {len(files):,} input files, "

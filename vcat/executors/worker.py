@@ -11,6 +11,7 @@ holds (the inputs fetched, the stage's own resumable part).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,10 +20,12 @@ import tempfile
 from pathlib import Path
 
 from vcat.console import stderr
+from vcat.executors.listing import LISTING_ENV, LISTING_NAME
 from vcat.executors.remote_data import RunRecord, dvc_root, fetch_inputs, files_from_json
 from vcat.executors.runners import end_with_parent
 from vcat.executors.store import RemoteDataError, RunStore
 from vcat.parts import ShardSpec, part_folder
+from vcat.stage import write_text_atomic
 
 
 def default_scratch() -> Path:
@@ -61,6 +64,12 @@ def run_remote_shard(run: str, spec: ShardSpec, remote: str, scratch: Path) -> i
         # the stage's code comes from the checkout, whatever folder it runs in
         "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
     }
+    if record.by_block:  # the stage walks its folders in the run's listing, not in scratch
+        listing = store.read_json(store.run_path(run, "inputs", "listing.json"))
+        if not isinstance(listing, list):
+            raise RemoteDataError(f"run {run} has no listing of its inputs; run the stage again")
+        write_text_atomic(work / LISTING_NAME, json.dumps(listing) + "\n")
+        environment[LISTING_ENV] = str(work / LISTING_NAME)
     command = [sys.executable, *record.command, "--shard", str(spec)]
     returncode = subprocess.run(
         command, cwd=work, env=environment, check=False, preexec_fn=end_with_parent()
