@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,15 @@ import pytest
 import yaml
 
 from tests.test_croco_crops import crops_text, folder_bytes, make_world
-from tests.test_executors import array_tasks, cluster_env, stage, write_params
+from tests.test_executors import (
+    array_tasks,
+    cluster_env,
+    read_ledger,
+    stage,
+    start_stage,
+    wait_for,
+    write_params,
+)
 from vcat.cluster.local import ClusterState
 from vcat.croco.crops_file import read_headers
 from vcat.executors.remote_data import InputFile, describe_inputs
@@ -85,8 +94,11 @@ def project(
 
 
 def remote_files(server: SeaweedS3, prefix: str) -> list[str]:
+    """The objects under ``prefix``, relative to it (SeaweedFS also lists the folder that an
+    emptied prefix leaves behind as the prefix itself: that is no object)."""
     found = filesystem(server).find(f"{BUCKET}/{prefix}")  # type: ignore[attr-defined]
-    return sorted(path[len(f"{BUCKET}/{prefix}/") :] for path in found)
+    under = f"{BUCKET}/{prefix}/"
+    return sorted(path[len(under) :] for path in found if path.startswith(under))
 
 
 def block_images(crops: Path, spec: ShardSpec) -> set[str]:
@@ -189,6 +201,29 @@ def test_no_remote_is_one_line_saying_how_to_name_one(
     assert "needs a DVC remote" in result.stderr and "dvc remote default" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (lone / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_run_abandoned_when_its_inputs_changed_is_removed_from_the_remote(
+    project: tuple[Path, dict[str, bytes]], s3: SeaweedS3, tmp_path: Path
+) -> None:
+    folder, _ = project
+    checkout = tmp_path / "checkout"
+    dvc_checkout(checkout, s3, "abandoned")
+    (checkout / "crops.txt").write_bytes((folder / "crops.txt").read_bytes())
+    (checkout / "root").symlink_to(folder / "root")
+    write_params(checkout / "p.yaml", kind="local", shards=3, parallel=1, data="remote")
+    output = checkout / "out"
+    submitter = start_stage(checkout, "out", "p.yaml", dict(os.environ))
+    wait_for(lambda: len(read_ledger(output).get("done", [])) >= 1, "a first shard")  # type: ignore[arg-type]
+    submitter.send_signal(signal.SIGKILL)
+    submitter.wait()
+    (first,) = {name.split("/")[0] for name in remote_files(s3, "abandoned/vcat/runs")}
+    with (checkout / "crops.txt").open("a") as crops:
+        crops.write("# one more line: another list, another run\n")
+    result = stage(checkout, "out", "p.yaml")
+    assert result.returncode == 0, result.stderr
+    assert not remote_files(s3, "abandoned/vcat"), f"run {first} is left on the remote"
 
 
 def test_a_shard_of_a_run_the_remote_does_not_hold_is_one_line(

@@ -52,6 +52,15 @@ class Ledger:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return fresh
 
+    @staticmethod
+    def read_command(folder: Path) -> list[str]:
+        """The command line of the ledger in ``folder``; empty when there is none."""
+        try:
+            command = json.loads((folder / LEDGER_NAME).read_text(encoding="utf-8"))["command"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        return [str(word) for word in command] if isinstance(command, list) else []
+
     def save(self) -> None:
         record = {
             "format": LEDGER_FORMAT,

@@ -131,6 +131,9 @@ def _run_remote(
         run_shards(worker, output, settings, earlier=False)
         fetch_parts(store, record, output)
 
+    abandoned = _abandoned_run(output, store.name, record.run)
+    if abandoned is not None:
+        store.remove(store.run_path(abandoned))
     skipped = run_shards(worker, output, settings)
     try:
         fetch_parts(store, record, output)
@@ -142,6 +145,18 @@ def _run_remote(
     _merge(skipped, rerun_all, work, output, settings)
     remove_parts(output)
     store.remove(store.run_path(record.run))
+
+
+def _abandoned_run(output: Path, remote: str, run: str) -> str | None:
+    """The run on ``remote`` that the executor last followed for ``output``, when it is not
+    ``run``: its inputs changed before it was merged, so its parts never will be."""
+    # python -m vcat executor shard RUN --remote NAME ...
+    command = Ledger.read_command(parts_root(output))
+    if command[3:5] != ["executor", "shard"] or "--remote" not in command[5:-1]:
+        return None
+    earlier = command[5]
+    same_remote = command[command.index("--remote") + 1] == remote
+    return earlier if same_remote and earlier != run else None
 
 
 def run_shards(
