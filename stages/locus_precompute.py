@@ -357,6 +357,18 @@ def _check(counts: Mapping[str, int], settings: Mapping[str, Any], folder: Path)
         )
 
 
+def block_scan_files(input_root: Path, count: int) -> list[list[Path]]:
+    """The files each of ``count`` shards reads (for executor data: remote): every scan's
+    camera file (how the scans are found), and everything under its block's scan folders."""
+    scans = matterport.find_scans(input_root)
+    found = [matterport.camera_file(scan) for scan in scans]
+    blocks = [ShardSpec(index, count).block(len(scans)) for index in range(count)]
+    return [
+        found + [path for k in block for path in sorted(scans[k].rglob("*")) if not path.is_dir()]
+        for block in blocks
+    ]
+
+
 def main(
     conf: Mapping[str, Any] | None,
     input_root: Path,
@@ -450,6 +462,9 @@ def command(
         def run(spec: ShardSpec | None, merge: int | None) -> None:
             main(conf, input_root, output, overwrite, metrics, spec, merge)
 
-        run_sharded(context, output, params, spec, merge, run)
+        def blocks(count: int) -> list[list[Path]]:
+            return block_scan_files(input_root, count)
+
+        run_sharded(context, output, params, spec, merge, run, block_inputs=blocks)
 
     run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(GeometryError,))

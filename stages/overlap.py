@@ -48,7 +48,13 @@ from vcat.geometry.overlap import (
     views_overlap,
     write_atomic,
 )
-from vcat.geometry.scenes import SceneSource, ViewWithDepth, find_scenes
+from vcat.geometry.scenes import (
+    SceneSource,
+    ViewWithDepth,
+    discovery_files,
+    find_scenes,
+    scene_files,
+)
 from vcat.parts import (
     MergeOption,
     PartsError,
@@ -261,6 +267,23 @@ def _merge(
     return names, failures
 
 
+def block_scene_files(
+    conf: Mapping[str, Any] | None, input_root: Path, count: int
+) -> list[list[Path]]:
+    """The files each of ``count`` shards reads (for executor data: remote): those that list
+    every scene, and those of its block's scenes."""
+    settings = merge_conf(default_conf, conf, origin=f"conf of stage {NAME}")
+    allow_pickle = bool(settings.allow_pickle)
+    try:
+        scenes = find_scenes(input_root, allow_pickle=allow_pickle)
+    except GeometryError as exc:
+        raise StageError(str(exc)) from None
+    files = [scene_files(scene, input_root, allow_pickle=allow_pickle) for scene in scenes]
+    found = discovery_files(scenes)
+    blocks = [ShardSpec(index, count).block(len(scenes)) for index in range(count)]
+    return [found + [path for k in block for path in files[k]] for block in blocks]
+
+
 def main(
     conf: Mapping[str, Any] | None,
     input_root: Path,
@@ -346,6 +369,9 @@ def command(
         def run(spec: ShardSpec | None, merge: int | None) -> None:
             main(conf, input_root, output, overwrite, metrics, spec, merge)
 
-        run_sharded(context, output, params, spec, merge, run)
+        def blocks(count: int) -> list[list[Path]]:
+            return block_scene_files(conf, input_root, count)
+
+        run_sharded(context, output, params, spec, merge, run, block_inputs=blocks)
 
     run_stage(NAME, default_conf, params, work, pipeline_keys, input_errors=(GeometryError,))

@@ -413,3 +413,44 @@ def test_a_listing_answers_for_the_folders_under_it_only_in_a_shard(
     assert listed_files(Path("src")) == [Path("src/a.jpg"), Path("src/sub/b.jpg")]
     assert listed_files(tmp_path / "src" / "sub") == [tmp_path / "src/sub/b.jpg"]
     assert listed_files(Path("missing")) == []
+
+
+def scans_tree(root: Path) -> Path:
+    """Three Matterport3D scan folders as the layout names them (listed, never read here)."""
+    for scan in ("scanA", "scanB", "scanC"):
+        for name in (
+            f"undistorted_camera_parameters/{scan}.conf",
+            "undistorted_color_images/x_i0_0.jpg",
+            "undistorted_depth_images/x_d0_0.png",
+        ):
+            (root / scan / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / scan / name).write_bytes(b"")
+    return root
+
+
+def test_overlap_shards_fetch_the_scene_list_and_their_own_scenes(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    from stages.overlap import block_scene_files
+    from vcat.geometry.scenes import discovery_files, find_scenes
+
+    for root in (demo_root / "data/sources/demo-megadepth", scans_tree(tmp_path / "mp")):
+        found = discovery_files(find_scenes(root))
+        blocks = block_scene_files(None, root, 2)
+        own = [set(block) - set(found) for block in blocks]
+        assert all(block[: len(found)] == found for block in blocks)
+        assert all(own) and not own[0] & own[1], "each shard reads its own scenes' files"
+
+
+def test_locus_precompute_shards_fetch_the_camera_files_and_their_own_scans(
+    tmp_path: Path,
+) -> None:
+    from stages.locus_precompute import block_scan_files
+
+    root = scans_tree(tmp_path / "mp")
+    cameras = sorted(root.glob("*/undistorted_camera_parameters/*.conf"))
+    blocks = block_scan_files(root, 2)
+    own = [set(block) - set(cameras) for block in blocks]
+    assert all(sorted(block[: len(cameras)]) == cameras for block in blocks)
+    assert all(own) and not own[0] & own[1]
+    assert own[0] | own[1] | set(cameras) == {p for p in root.rglob("*") if p.is_file()}

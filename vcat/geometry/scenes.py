@@ -13,7 +13,7 @@ Scenes are listed sorted by name. Each view is read only when the scene is itera
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +81,25 @@ def find_scenes(root: Path, *, allow_pickle: bool = False) -> list[SceneSource]:
         f"{root}: neither a MegaDepth root (scene_info/<scene>.npz) nor a Matterport3D root "
         "(<scan>/undistorted_camera_parameters/<scan>.conf); give the dataset's root folder"
     )
+
+
+def discovery_files(scenes: Sequence[SceneSource]) -> list[Path]:
+    """The files :func:`find_scenes` finds the scenes by (each MegaDepth scene file, each
+    Matterport3D camera file): what a shard needs to list every scene, whichever it reads."""
+    return [
+        scene.path if scene.kind == MEGADEPTH else matterport.camera_file(scene.path)
+        for scene in scenes
+    ]
+
+
+def scene_files(scene: SceneSource, root: Path, *, allow_pickle: bool = False) -> list[Path]:
+    """The files reading ``scene``'s views may open: a MegaDepth scene file and the depth
+    maps of its images (only the scene file when it cannot be read: reading it again fails
+    the scene the same way); everything under a Matterport3D scan folder."""
+    if scene.kind == MATTERPORT:
+        return sorted(path for path in scene.path.rglob("*") if not path.is_dir())
+    try:
+        images = megadepth.read_scene_info(scene.path, root, allow_pickle=allow_pickle)
+    except (GeometryError, OSError, ValueError):
+        return [scene.path]
+    return [scene.path, *(image.depth_file for image in images)]
