@@ -77,14 +77,7 @@ def run(
 
 def dvc_remote(folder: Path, server: SeaweedS3) -> None:
     """``folder`` as a DVC repository whose default remote is a bucket of ``server``."""
-    import s3fs
-
-    s3fs.S3FileSystem(
-        key=server.credentials.access_key,
-        secret=server.credentials.secret_key,
-        client_kwargs={"endpoint_url": server.endpoint},
-        skip_instance_cache=True,
-    ).mkdir("bench")
+    server.client().mkdir("bench")
     local = ["remote", "modify", "--local", "store"]
     for command in (
         ["init", "--no-scm", "-q"],

@@ -38,14 +38,7 @@ from vcat.seaweedfs import S3Credentials, SeaweedS3
 
 
 def store_of(server: SeaweedS3) -> RunStore:
-    import s3fs
-
-    filesystem = s3fs.S3FileSystem(
-        key=server.credentials.access_key,
-        secret=server.credentials.secret_key,
-        client_kwargs={"endpoint_url": server.endpoint},
-        skip_instance_cache=True,
-    )
+    filesystem = server.client()
     filesystem.mkdir("bench")
     return RunStore(filesystem, "bench/dvc", "bench", "s3://bench/dvc")
 

@@ -43,19 +43,8 @@ SCENES = ("0101", "0102", "0103")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     folder = tmp_path_factory.mktemp("seaweed")
     with SeaweedS3(folder, S3Credentials("vcat-test", "vcat-test-secret")) as server:
-        filesystem(server).mkdir(BUCKET)
+        server.client().mkdir(BUCKET)
         yield server
-
-
-def filesystem(server: SeaweedS3) -> object:
-    import s3fs
-
-    return s3fs.S3FileSystem(
-        key=server.credentials.access_key,
-        secret=server.credentials.secret_key,
-        client_kwargs={"endpoint_url": server.endpoint},
-        skip_instance_cache=True,
-    )
 
 
 def dvc_checkout(folder: Path, server: SeaweedS3, prefix: str) -> None:
@@ -96,7 +85,7 @@ def project(
 def remote_files(server: SeaweedS3, prefix: str) -> list[str]:
     """The objects under ``prefix``, relative to it (SeaweedFS also lists the folder that an
     emptied prefix leaves behind as the prefix itself: that is no object)."""
-    found = filesystem(server).find(f"{BUCKET}/{prefix}")  # type: ignore[attr-defined]
+    found = server.client().find(f"{BUCKET}/{prefix}")
     under = f"{BUCKET}/{prefix}/"
     return sorted(path[len(under) :] for path in found if path.startswith(under))
 

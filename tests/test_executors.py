@@ -75,6 +75,19 @@ def start_stage(
     )
 
 
+def watched_stage(folder: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The stage of ``p.yaml`` into ``out`` in ``folder``, started; its stderr to read at the
+    end with ``communicate``."""
+    return subprocess.Popen(
+        stage_command("out", "p.yaml"),
+        cwd=folder,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
 def cluster_env(cluster: ClusterState) -> dict[str, str]:
     return {**os.environ, **cluster.environment()}
 
@@ -240,14 +253,7 @@ def test_a_shard_cancelled_with_scancel_is_started_again(
     project = _copy_inputs(folder, tmp_path)
     write_params(project / "p.yaml", kind="slurm", shards=4, parallel=1)
     env = cluster_env(slurm_cluster)
-    submitter = subprocess.Popen(
-        stage_command("out", "p.yaml"),
-        cwd=project,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
+    submitter = watched_stage(project, env)
     output = project / "out"
     wait_for(lambda: "3" in read_ledger(output).get("jobs", {}), "the job array")  # type: ignore[operator]
     task = read_ledger(output)["jobs"]["3"]  # type: ignore[index]
@@ -293,14 +299,7 @@ def test_a_running_shard_cancelled_with_scancel_is_started_again(
     flag.touch()
     env = {**cluster_env(slurm_cluster), "PYTHONPATH": str(hook)}
     env["VCAT_TEST_SLOW_FLAG"] = str(flag)
-    submitter = subprocess.Popen(
-        stage_command("out", "p.yaml"),
-        cwd=project,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
+    submitter = watched_stage(project, env)
     output = project / "out"
     jobs = lambda: read_ledger(output).get("jobs", {})  # noqa: E731
     wait_for(lambda: not flag.exists() and "0" in jobs(), "task 0 to run")  # type: ignore[operator]

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from vcat.secret_files import private_dir, write_private
 
@@ -192,6 +193,17 @@ class SeaweedS3:
     def environment(self) -> dict[str, str]:
         return self.credentials.environment(self.endpoint)
 
+    def client(self) -> Any:
+        """A new s3fs filesystem on this server, with its credentials (none cached)."""
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key=self.credentials.access_key,
+            secret=self.credentials.secret_key,
+            client_kwargs={"endpoint_url": self.endpoint},
+            skip_instance_cache=True,
+        )
+
     @property
     def ports(self) -> dict[str, int]:
         """Every TCP port the server was told to open, by role (set by ``start``)."""
@@ -270,7 +282,6 @@ class SeaweedS3:
         return self
 
     def _wait_until_ready(self) -> None:
-        import s3fs
 
         deadline = time.monotonic() + READY_TIMEOUT
         last: Exception | None = None
@@ -281,13 +292,7 @@ class SeaweedS3:
                     f"weed exited with {self._process.returncode}; see {self.data_dir}/weed.log"
                 )
             try:
-                filesystem = s3fs.S3FileSystem(
-                    key=self.credentials.access_key,
-                    secret=self.credentials.secret_key,
-                    client_kwargs={"endpoint_url": self.endpoint},
-                    skip_instance_cache=True,
-                )
-                filesystem.ls("")
+                self.client().ls("")
                 return
             except Exception as exc:  # any answer but a listing means not ready yet
                 last = exc
