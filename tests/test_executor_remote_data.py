@@ -215,6 +215,27 @@ def test_a_run_abandoned_when_its_inputs_changed_is_removed_from_the_remote(
     assert not remote_files(s3, "abandoned/vcat"), f"run {first} is left on the remote"
 
 
+@pytest.mark.slow
+def test_dvc_repro_runs_a_stage_with_remote_data_under_its_own_lock(
+    project: tuple[Path, dict[str, bytes]], s3: SeaweedS3, tmp_path: Path
+) -> None:
+    """`dvc repro` holds the repository's lock while the stage submits, waits and merges: the
+    executor only reads DVC's configuration, so nothing waits on that lock."""
+    folder, single = project
+    checkout = tmp_path / "repro"
+    dvc_checkout(checkout, s3, "repro")
+    (checkout / "crops.txt").write_bytes((folder / "crops.txt").read_bytes())
+    (checkout / "root").symlink_to(folder / "root")
+    write_params(checkout / "p.yaml", kind="local", shards=2, data="remote")
+    command = f"{sys.executable} -m vcat stage croco-crops crops.txt root out --params p.yaml"
+    crops = {"cmd": command, "deps": ["crops.txt", "root"], "outs": ["out"]}
+    (checkout / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"crops": crops}}))
+    run([DVC, "repro", "-q"], checkout)
+    assert folder_bytes(checkout / "out") == single
+    assert "out" in (checkout / "dvc.lock").read_text()
+    assert not remote_files(s3, "repro/vcat")
+
+
 def test_a_shard_of_a_run_the_remote_does_not_hold_is_one_line(
     project: tuple[Path, dict[str, bytes]],
 ) -> None:
