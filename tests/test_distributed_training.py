@@ -387,3 +387,33 @@ def test_a_batch_size_that_does_not_split_stops_every_rank(pairs: Path, tmp_path
     assert done.returncode != 0
     assert "pretrain.batch_size is 9, the global batch; it does not split among 2" in done.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("problem", ["port taken", "no master address"])
+def test_a_launch_that_cannot_form_a_group_is_one_line(tmp_path: Path, problem: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "VCAT_CATALOG": str(REPO / "catalog")}
+        if problem == "port taken":
+            env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(taken.getsockname()[1])}
+        command = [VCAT, "stage", "pretrain", str(tmp_path), "demo-croco-vit", "out.pt"]
+        result = subprocess.run(
+            [*command, "--live", "live"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    expected = (
+        "address already in use; if the port is taken"
+        if problem == "port taken"
+        else ("MASTER_ADDR is not set")
+    )
+    assert expected in result.stderr
+    assert not (tmp_path / "out.pt").exists()

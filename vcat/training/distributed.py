@@ -19,12 +19,13 @@ under SLURM, ``srun --kill-on-bad-exit=1`` does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vcat.training.launch import Launch, detect_launch
+from vcat.training.launch import Launch, LaunchError, detect_launch
 
 if TYPE_CHECKING:
     import torch
@@ -110,7 +111,10 @@ def process_group(device: torch.device) -> Iterator[Ranks]:
     """This process's ``Ranks`` (module doc) for work on ``device`` (``cpu`` or ``cuda``);
     inside a launch, the process group is joined for the ``with`` block and destroyed after
     it, however it ends."""
-    launch = detect_launch()
+    try:
+        launch = detect_launch()
+    except LaunchError as error:
+        raise DistributedError(str(error)) from None
     if launch is None:
         yield single(device)
         return
@@ -118,14 +122,29 @@ def process_group(device: torch.device) -> Iterator[Ranks]:
 
     device = _rank_device(device, launch)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(
-        backend, init_method=launch.init_method, rank=launch.rank, world_size=launch.world_size
-    )
+    try:
+        dist.init_process_group(
+            backend, init_method=launch.init_method, rank=launch.rank, world_size=launch.world_size
+        )
+    except RuntimeError as error:  # torch's DistNetworkError, DistStoreError, backend errors
+        raise DistributedError(_join_failure(launch, error)) from None
     try:
         yield Ranks(launch.rank, launch.world_size, device)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _join_failure(launch: Launch, error: RuntimeError) -> str:
+    where = launch.init_method
+    if where == "env://":
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    detail = " ".join(str(error).split())[:300]
+    return (
+        f"rank {launch.rank} of {launch.world_size} ({launch.launcher}) could not join the "
+        f"process group at {where}: {detail}; if the port is taken, set MASTER_PORT to a free "
+        "one, and check that every rank was started and reaches rank 0's host"
+    )
 
 
 def _rank_device(device: torch.device, launch: Launch) -> torch.device:
