@@ -44,10 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+import typer
+from omegaconf import DictConfig
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vcat.console import stderr, stderr_bars
+from vcat.executors.run import run_sharded
 from vcat.failures import FetchFailure
 from vcat.fetch.download import RetryPolicy
 from vcat.fetch.hosts import HostPolicy
@@ -61,10 +64,26 @@ from vcat.images import (
     check_image,
 )
 from vcat.lists.reading import ListFormatError, open_list
+from vcat.parts import (
+    WHOLE,
+    MergeOption,
+    PartsError,
+    ShardOption,
+    ShardSpec,
+    finished_parts,
+    merge_samples,
+    part_folder,
+)
 from vcat.regular import NotRegularFile, require_regular
 from vcat.shards import ShardError, ShardWriter, check_member_name
 from vcat.stage import MetricsOption, OverwriteOption, ParamsOption, StageError, write_json
-from vcat.stage_cli import StageFailed, list_argument, output_argument, run_stage
+from vcat.stage_cli import (
+    StageFailed,
+    list_argument,
+    output_argument,
+    run_stage,
+    shard_or_merge,
+)
 from vcat.stage_cli import settings as stage_settings
 
 NAME = "flickr-images"
@@ -283,8 +302,12 @@ def main(
     output: Path,
     overwrite: bool = False,
     metrics: Path | None = None,
+    shard: ShardSpec | None = None,
+    merge: int | None = None,
 ) -> Path:
-    """Download every image of ``list_path`` into shards in the folder ``output``.
+    """Download every image of ``list_path`` into shards in the folder ``output``; with
+    ``shard`` (even 0/1) only the lines of its block, into its part beside ``output``; with
+    ``merge`` the parts combined.
 
     Skips nothing that an earlier complete run with the same list and limits made, resumes
     an interrupted one, and starts afresh otherwise (or with ``overwrite``). ``metrics``,
@@ -298,15 +321,80 @@ def main(
         raise StageError(
             f"stage {NAME}: short_side must be >= 0 (0: keep the size) and jpeg_quality 1..100"
         )
-    resize = Resize(int(settings.short_side), bool(settings.enlarge), int(settings.jpeg_quality))
     rows = read_rows(list_path)
-    _prepare_folder(output, _signature(list_path, settings), overwrite)
+    signature = _signature(list_path, settings)
+    allowed = _allowed(settings, len(rows))
+    if merge is not None:
+        shards, missing = _merge(output, merge, rows, signature, settings, overwrite)
+        folder, listed = output, len(rows)
+        if missing > allowed:
+            raise _too_many(list_path, missing, allowed, settings, output / MISSING_NAME)
+    else:
+        block = (shard or WHOLE).block(len(rows))
+        folder = output if shard is None else part_folder(output, shard)
+        own = signature if shard is None else _part_signature(signature, shard, block)
+        _prepare_folder(folder, own, overwrite)
+        todo = rows[block.start : block.stop]
+        shards, missing = _download(list_path, todo, folder, settings, allowed)
+        listed = len(todo)
+    stored = listed - missing
+    stderr.print(
+        f"{folder}: {stored:,} of {listed:,} images in {shards} shard(s), {missing:,} missing",
+        highlight=False,
+    )
+    if metrics is not None and shard is None:
+        counts = {"listed": listed, "stored": stored, "missing": missing, "shards": shards}
+        write_json(metrics, counts)
+    return folder
+
+
+def _allowed(settings: Any, listed: int) -> int:
+    """The images of a list of ``listed`` lines that may be missing. A shard stops on this
+    figure too, not on its share of it: missing images crowd in some blocks, and a shard
+    fails only when the whole list would."""
+    return int(float(settings.max_missing_fraction) * listed)
+
+
+def _too_many(
+    list_path: Path, missing: int, allowed: int, settings: Any, log: Path
+) -> TooManyMissing:
+    return TooManyMissing(
+        f"{list_path}: {missing} images missing, more than the {allowed} that "
+        f"{NAME}.max_missing_fraction={settings.max_missing_fraction} allows; see {log}. The "
+        "images stored so far are kept: run the stage again to retry the rest"
+    )
+
+
+def remote_reads(list_path: Path, count: int) -> list[list[Path]]:
+    """What each of ``count`` shards reads besides URLs, for executor data: remote: the list.
+    StageError for a line naming a local file (``file:``): a shard on another node has none
+    of this machine's files, and would count the image missing."""
+    for row in read_rows(list_path):
+        if row.url.lower().startswith("file:"):
+            raise StageError(
+                f"{list_path}:{row.line}: {row.url} is a file of this machine, which a shard "
+                "on another node cannot read; run this stage with executor data: shared"
+            )
+    return [[list_path] for _ in range(count)]
+
+
+def _part_signature(signature: dict[str, Any], spec: ShardSpec, block: range) -> dict[str, Any]:
+    return {**signature, "shard": str(spec), "block": [block.start, block.stop]}
+
+
+def _download(
+    list_path: Path, rows: list[Row], folder: Path, settings: Any, allowed: int
+) -> tuple[int, int]:
+    """The images of ``rows`` into the prepared shard folder ``folder``, resuming what an
+    earlier run sealed there, with ``missing.tsv``; the shards and the missing images.
+    TooManyMissing as soon as more than ``allowed`` are missing."""
+    jobs = int(settings.jobs)
+    resize = Resize(int(settings.short_side), bool(settings.enlarge), int(settings.jpeg_quality))
     policy = RetryPolicy(attempts=int(settings.attempts))
     hosts = HostPolicy.allowing(settings.allowed_hosts)
-    allowed = int(float(settings.max_missing_fraction) * len(rows))
-    recorded = _recorded_missing(output)
+    recorded = _recorded_missing(folder)
     with ShardWriter(
-        output,
+        folder,
         max_count=int(settings.shard_max_count),
         max_bytes=int(settings.shard_max_bytes),
     ) as writer:
@@ -316,7 +404,7 @@ def main(
             if row.line not in recorded:
                 writer.add(row.key, _already_sealed)
         with (
-            _MissingLog(output / MISSING_NAME, missing) as log,
+            _MissingLog(folder / MISSING_NAME, missing) as log,
             _progress() as progress,
             ThreadPoolExecutor(jobs) as pool,
         ):
@@ -333,26 +421,47 @@ def main(
                 if isinstance(result, FetchFailure | ImageProblem):
                     log.add(row, result)
                     if log.count > allowed:
-                        raise TooManyMissing(
-                            f"{list_path}: {log.count} images missing, more than the "
-                            f"{allowed} that {NAME}.max_missing_fraction="
-                            f"{settings.max_missing_fraction} allows; see {log.path}. The "
-                            "images stored so far are kept: run the stage again to retry the rest"
-                        )
+                        raise _too_many(list_path, log.count, allowed, settings, log.path)
                 else:
                     writer.add(row.key, {row.ext: result})
                 progress.update(task, advance=1, missing=log.count)
-        stored = len(rows) - log.count
-    stderr.print(
-        f"{output}: {stored:,} of {len(rows):,} images in {len(writer.index.shards)} shard(s), "
-        f"{log.count:,} missing",
-        highlight=False,
+    return len(writer.index.shards), log.count
+
+
+def _merge(
+    output: Path,
+    count: int,
+    rows: list[Row],
+    signature: dict[str, Any],
+    settings: Any,
+    overwrite: bool,
+) -> tuple[int, int]:
+    """The ``count`` finished parts of ``output`` into it; the shards and missing images."""
+    parts = finished_parts(output, count)
+    missing: list[str] = []
+    for number, part in enumerate(parts):
+        spec = ShardSpec(number, count)
+        expected = _part_signature(signature, spec, spec.block(len(rows)))
+        try:
+            made_from = json.loads((part / RUN_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            made_from = None
+        if made_from != expected:
+            raise PartsError(
+                f"{part} was made from another list or other settings; run the stage with "
+                f"--shard {spec} again, then merge"
+            )
+        missing += list(_recorded_missing(part).values())
+    _prepare_folder(output, signature, overwrite)
+    index = merge_samples(
+        parts,
+        output,
+        max_count=int(settings.shard_max_count),
+        max_bytes=int(settings.shard_max_bytes),
     )
-    if metrics is not None:
-        shards = len(writer.index.shards)
-        counts = {"listed": len(rows), "stored": stored, "missing": log.count, "shards": shards}
-        write_json(metrics, counts)
-    return output
+    with _MissingLog(output / MISSING_NAME, missing):
+        pass
+    return len(index.shards), len(missing)
 
 
 def _already_sealed() -> dict[str, bytes]:
@@ -395,17 +504,30 @@ OutputArgument = output_argument("Folder of shards to write.", folder=True)
 
 
 def command(
+    context: typer.Context,
     list_path: ListArgument,
     output: OutputArgument,
+    shard: ShardOption = None,
+    merge: MergeOption = None,
     overwrite: OverwriteOption = False,
     metrics: MetricsOption = None,
     params: ParamsOption = None,
 ) -> None:
     """Download the images of a Flickr-CC subset list into WebDataset shards."""
-    run_stage(
-        NAME,
-        default_conf,
-        params,
-        lambda conf: main(conf, list_path, output, overwrite, metrics),
-        pipeline_keys,
-    )
+    spec, merge = shard_or_merge(shard, merge)
+
+    def work(conf: DictConfig) -> None:
+        def run(spec: ShardSpec | None, merge: int | None) -> None:
+            main(conf, list_path, output, overwrite, metrics, spec, merge)
+
+        run_sharded(
+            context,
+            output,
+            params,
+            spec,
+            merge,
+            run,
+            block_inputs=lambda count: remote_reads(list_path, count),
+        )
+
+    run_stage(NAME, default_conf, params, work, pipeline_keys)

@@ -3,6 +3,7 @@ server) and send their parts back there, on a node that has none of the data."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -464,3 +465,41 @@ def test_locus_precompute_shards_fetch_the_camera_files_and_their_own_scans(
     assert all(sorted(block[: len(cameras)]) == cameras for block in blocks)
     assert all(own) and not own[0] & own[1]
     assert own[0] | own[1] | set(cameras) == {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_flickr_shards_with_remote_data_download_on_the_node_and_refuse_local_files(
+    s3: SeaweedS3, tmp_path: Path
+) -> None:
+    from tests.http_server import MisbehavingServer, Route
+    from tests.test_flickr_images import COUNT, conf, digests, jpeg, relative, write_list
+
+    checkout = tmp_path / "flickr"
+    dvc_checkout(checkout, s3, "flickr")
+    settings = conf()
+    section = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in settings.items())
+    executor = "executor:\n  kind: local\n  shards: 2\n  data: remote\n"
+    (checkout / "p.yaml").write_text(f"flickr-images:\n{section}{executor}")
+    (checkout / "single.yaml").write_text(f"flickr-images:\n{section}")
+    command = [sys.executable, "-m", "vcat", "stage", "flickr-images", "list.tsv.gz"]
+    with MisbehavingServer() as server:
+        for index in range(COUNT):
+            server.add(f"/{relative(index)}", Route(jpeg(index)))
+        write_list(checkout / "list.tsv.gz", server)
+        run([*command, "single", "--params", "single.yaml"], checkout)
+        output = run([*command, "split", "--params", "p.yaml"], checkout)
+    assert "shard 1/2 done" in output
+    assert digests(checkout / "split") == digests(checkout / "single")
+
+    rows = gzip.decompress((checkout / "list.tsv.gz").read_bytes()).decode().splitlines()
+    local = [row.replace("http://", "file:///", 1) for row in rows[:1]]
+    (checkout / "local.tsv.gz").write_bytes(gzip.compress(("\n".join(local) + "\n").encode()))
+    refused = subprocess.run(
+        [*command[:-1], "local.tsv.gz", "out", "--params", "p.yaml"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    assert "local.tsv.gz:1: file:///" in refused.stderr and "data: shared" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -22,6 +22,7 @@ from tests.bad_images import broken_images, png_bomb
 from tests.http_server import MisbehavingServer, Route
 from vcat.cli import app
 from vcat.fetch.small import fetch_bytes
+from vcat.parts import ShardSpec
 from vcat.shards import ShardReader
 from vcat.stage import StageError
 
@@ -370,3 +371,51 @@ def test_a_changed_size_starts_the_shards_over(tmp_path: Path, server: Misbehavi
     with ShardReader(output) as shards:
         assert size_of(shards.read(relative(0).removesuffix(".jpg"))["jpg"]) == (85, 64)
     assert digests(output) == digests(main(conf(short_side=64), listed, tmp_path / "fresh"))
+
+
+def test_shards_merge_to_the_single_runs_bytes_missing_images_included(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    server.routes[f"/{relative(2)}"].behaviour = "forbidden"
+    server.routes[f"/{relative(9)}"].behaviour = "forbidden"
+    listed = write_list(tmp_path / "flickr-x.tsv.gz", server)
+    settings = conf(max_missing_fraction=0.2)
+    single = main(settings, listed, tmp_path / "single", metrics=tmp_path / "single.json")
+    out = tmp_path / "split"
+    for index in range(3):
+        main(settings, listed, out, shard=ShardSpec(index, 3))
+    merged = main(settings, listed, out, merge=3, metrics=tmp_path / "split.json")
+    assert digests(merged) == digests(single)
+    assert (tmp_path / "split.json").read_text() == (tmp_path / "single.json").read_text()
+    assert (merged / MISSING_NAME).read_text().count("\tforbidden\t") == 2
+
+    # the executor does the same from the stage's command, its shards as processes
+    params = tmp_path / "params.yaml"
+    section = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in settings.items())
+    params.write_text(f"flickr-images:\n{section}executor:\n  kind: local\n  shards: 4\n")
+    command = [sys.executable, "-m", "vcat", "stage", "flickr-images", str(listed)]
+    result = subprocess.run(
+        [*command, str(tmp_path / "executor"), "--params", str(params)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "shard 3/4 done" in result.stderr
+    assert digests(tmp_path / "executor") == digests(single)
+
+
+def test_a_shard_stops_only_on_what_would_stop_the_whole_list(
+    tmp_path: Path, server: MisbehavingServer
+) -> None:
+    """Two missing images in the first third of the list: more than a third of the 2 allowed,
+    fewer than the list allows."""
+    for index in (0, 1):
+        server.routes[f"/{relative(index)}"].behaviour = "forbidden"
+    listed = write_list(tmp_path / "flickr-x.tsv.gz", server)
+    settings = conf(max_missing_fraction=0.2)
+    part = main(settings, listed, tmp_path / "out", shard=ShardSpec(0, 3))
+    assert (part / MISSING_NAME).read_text().count("\tforbidden\t") == 2
+    server.routes[f"/{relative(2)}"].behaviour = "forbidden"
+    with pytest.raises(StageError, match=r"3 images missing, more than the 2"):
+        main(settings, listed, tmp_path / "out", shard=ShardSpec(0, 3), overwrite=True)
