@@ -126,15 +126,17 @@ def _run_remote(
     if settings.scratch:
         worker += ["--scratch", settings.scratch]
 
+    stage = command[4]  # python -m vcat stage NAME ...
+
     def rerun_all() -> None:
         store.remove(store.run_path(record.run, "parts"))
-        run_shards(worker, output, settings, earlier=False)
+        run_shards(worker, output, settings, earlier=False, stage=stage)
         fetch_parts(store, record, output)
 
     abandoned = _abandoned_run(output, store.name, record.run)
     if abandoned is not None:
         store.remove(store.run_path(abandoned))
-    skipped = run_shards(worker, output, settings)
+    skipped = run_shards(worker, output, settings, stage=stage)
     try:
         fetch_parts(store, record, output)
     except PartsError:
@@ -160,11 +162,16 @@ def _abandoned_run(output: Path, remote: str, run: str) -> str | None:
 
 
 def run_shards(
-    command: list[str], output: Path, settings: ExecutorSettings, earlier: bool = True
+    command: list[str],
+    output: Path,
+    settings: ExecutorSettings,
+    earlier: bool = True,
+    stage: str | None = None,
 ) -> int:
     """Run ``command --shard I/N`` for every shard of ``output`` not finished yet (with
     ``earlier`` False: every shard); raise ShardsFailed when a shard failed ``retries + 1``
-    times (the others still run to the end). Returns how many shards were finished earlier."""
+    times (the others still run to the end). Returns how many shards were finished earlier.
+    ``stage`` names the SLURM jobs (default: the stage ``command`` runs)."""
     folder = parts_root(output)
     folder.mkdir(parents=True, exist_ok=True)
     count = settings.shards
@@ -176,7 +183,7 @@ def run_shards(
     }
     runner: Runner
     if settings.kind == "slurm":
-        runner = SlurmRunner(command_of, folder / "slurm", settings, command[4])
+        runner = SlurmRunner(command_of, folder / "slurm", settings, stage or command[4])
         limit = count  # SLURM's array_parallelism limits what runs at once
     else:
         runner = LocalRunner(command_of, folder / "logs")
