@@ -279,10 +279,10 @@ DEMO_STAGES = (
     "locus-precompute@demo-matterport",
 )
 RESOLVE = """
-import json, sys
+import json
 from dvc.repo import Repo
-with Repo(sys.argv[1]) as repo:
-    print(json.dumps({s.addressing: [s.cmd, str(s.outs[0].def_path)] for s in repo.index.stages}))
+with Repo(".") as repo:
+    print(json.dumps({s.name: [s.cmd, str(s.outs[0].def_path)] for s in repo.index.stages}))
 """
 
 
@@ -291,7 +291,7 @@ def demo_commands(demo_root: Path) -> dict[str, list[str]]:
     """Each stage's command and first output, as dvc.yaml resolves them (in a process of its
     own: DVC's repository object is not for pytest's process)."""
     printed = subprocess.run(
-        [sys.executable, "-c", RESOLVE, str(demo_root)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", RESOLVE], cwd=demo_root, capture_output=True, text=True, check=True
     ).stdout
     return json.loads(printed)
 
