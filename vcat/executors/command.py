@@ -9,7 +9,7 @@ output, ``--params``, flags) reaches the shard unchanged.
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,7 @@ def stage_command_line(context: typer.Context, whole_only: Collection[str] = ())
     """``python -m vcat stage NAME ...`` for the command being run in ``context``, without
     the whole-run-only options (those of every stage, and the stage's own ``whole_only``)."""
     words = [sys.executable, "-m", "vcat", "stage", str(context.info_name)]
-    for parameter in context.command.params:
-        if parameter.name is None or parameter.name in WHOLE_RUN_ONLY | set(whole_only):
-            continue
-        value = context.params.get(parameter.name)
+    for parameter, value in _shard_parameters(context, whole_only):
         if parameter.param_type_name == "argument":
             words += [str(item) for item in _values(value, parameter.nargs != 1)]
         elif parameter.param_type_name == "option":
@@ -43,18 +40,25 @@ def input_paths(
     """The existing files and folders that the command in ``context`` is given, other than
     its output and the whole-run-only options: what its shards read."""
     paths: list[Path] = []
-    for parameter in context.command.params:
-        if parameter.name is None or parameter.name in WHOLE_RUN_ONLY | set(whole_only):
-            continue
-        value = context.params.get(parameter.name)
-        many = parameter.nargs != 1 or bool(getattr(parameter, "multiple", False))
+    for parameter, value in _shard_parameters(context, whole_only):
         if not isinstance(parameter.type, TyperPath):
             continue  # the parsed values are still the words given; the type says what they name
+        many = parameter.nargs != 1 or bool(getattr(parameter, "multiple", False))
         for item in _values(value, many):
             path = Path(str(item))
             if path != output and path.exists():
                 paths.append(path)
     return paths
+
+
+def _shard_parameters(
+    context: typer.Context, whole_only: Collection[str]
+) -> Iterator[tuple[Any, object]]:
+    """Each parameter of the command in ``context`` that a shard gets, with its value."""
+    left_out = WHOLE_RUN_ONLY | set(whole_only)
+    for parameter in context.command.params:
+        if parameter.name is not None and parameter.name not in left_out:
+            yield parameter, context.params.get(parameter.name)
 
 
 def shard_command_line(stage_command: list[str], spec: ShardSpec) -> list[str]:

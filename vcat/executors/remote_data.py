@@ -30,8 +30,9 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,6 @@ from typing import Any
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    Progress,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -179,30 +179,30 @@ def describe_inputs(
                     found[relative_input(here / name, base)] = here / name
         else:
             found[top] = path
+    sizes: dict[str, int] = {}
     for name, path in found.items():
         try:
-            mode = path.stat().st_mode
+            status = path.stat()  # follows links: their target is what is sent
         except OSError as error:
             raise RemoteDataError(
                 f"{name} cannot be read ({error.strerror}): executor data: remote sends every "
                 "input file; restore it or remove it from the stage's inputs"
             ) from None
-        if kind_of(mode) != "file":
+        kind = kind_of(status.st_mode)
+        if kind != "file":
             raise RemoteDataError(
-                f"{name} is a {kind_of(mode)}: executor data: remote sends regular files only; "
+                f"{name} is a {kind}: executor data: remote sends regular files only; "
                 "remove it from the stage's inputs, or use data: shared"
             )
+        sizes[name] = status.st_size
     names = sorted(found)
-    total = sum(found[name].stat().st_size for name in names)
-    with _bytes_bar(f"hashing {len(names):,} input files") as (bars, bar):
+    with _bytes_bar(f"hashing {len(names):,} input files", sum(sizes.values())) as advance:
 
         def digest(name: str) -> InputFile:
-            real = Path(os.path.realpath(found[name]))
-            md5 = hash_file(real)["md5"]
-            bars.advance(bar, real.stat().st_size)
-            return InputFile(md5, real.stat().st_size)
+            md5 = hash_file(Path(os.path.realpath(found[name])))["md5"]
+            advance(sizes[name])
+            return InputFile(md5, sizes[name])
 
-        bars.update(bar, total=total)
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             described = dict(zip(names, pool.map(digest, names), strict=True))
     return described, sorted(folders)
@@ -215,19 +215,15 @@ def send_inputs(store: RunStore, files: dict[str, InputFile], base: Path) -> int
     total = sum(by_md5[md5][1] for md5 in missing)
     if not missing:
         return 0
-    with _bytes_bar(f"sending {len(missing):,} input files to remote {store.name!r}") as (
-        bars,
-        bar,
-    ):
-        bars.update(bar, total=total)
+    what = f"sending {len(missing):,} input files to remote {store.name!r}"
+    with _bytes_bar(what, total) as advance:
 
         def send(md5: str) -> None:
             name, size = by_md5[md5]
             store.upload(base / name, store.object_path(md5))
-            bars.advance(bar, size)
+            advance(size)
 
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(send, missing))
+        store.each(send, missing)
     return total
 
 
@@ -312,13 +308,9 @@ def _shard_lists(
 def fetch_parts(store: RunStore, record: RunRecord, output: Path) -> None:
     """Every part of the run from the remote into the parts folder beside ``output``;
     PartsError naming the parts the remote does not hold whole."""
-    markers = {}
-    for index in range(record.shards):
-        spec = ShardSpec(index, record.shards)
-        marker = store.read_json(
-            store.run_path(record.run, "parts", f"{record.part_name(spec)}.json")
-        )
-        markers[spec] = marker
+    specs = [ShardSpec(index, record.shards) for index in range(record.shards)]
+    paths = [store.run_path(record.run, "parts", f"{record.part_name(s)}.json") for s in specs]
+    markers = dict(zip(specs, store.each(store.read_json, paths), strict=True))
     absent = [str(spec.index) for spec, marker in markers.items() if not isinstance(marker, dict)]
     if absent:
         raise PartsError(
@@ -326,13 +318,12 @@ def fetch_parts(store: RunStore, record: RunRecord, output: Path) -> None:
             f"of run {record.run}; run the stage again to make them"
         )
     total = sum(int(size) for marker in markers.values() for size in marker["files"].values())
-    with _bytes_bar(f"fetching {record.shards} parts of {output.name}") as (bars, bar):
-        bars.update(bar, total=total)
+    with _bytes_bar(f"fetching {record.shards} parts of {output.name}", total) as advance:
         for spec, marker in markers.items():
             local = part_folder(output, spec)
             shutil.rmtree(local, ignore_errors=True)
             remote = store.run_path(record.run, "parts", record.part_name(spec))
-            store.get_folder(remote, marker["files"], local, lambda n: bars.advance(bar, n))
+            store.get_folder(remote, marker["files"], local, advance)
 
 
 def fetch_inputs(store: RunStore, files: dict[str, InputFile], base: Path) -> None:
@@ -344,38 +335,28 @@ def fetch_inputs(store: RunStore, files: dict[str, InputFile], base: Path) -> No
         if not ((base / name).is_file() and (base / name).stat().st_size == file.size)
     )
     total = sum(files[name].size for name in names)
-    with _bytes_bar(f"fetching {len(names):,} input files") as (bars, bar):
-        bars.update(bar, total=total)
+    with _bytes_bar(f"fetching {len(names):,} input files", total) as advance:
 
         def fetch(name: str) -> None:
             file = files[name]
             store.download(store.object_path(file.md5), base / name, file.md5)
-            bars.advance(bar, file.size)
+            advance(file.size)
 
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(fetch, names))
-
-
-class _BytesBar:
-    def __init__(self, description: str) -> None:
-        self.bars: Progress = stderr_bars(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.description = description
-
-    def __enter__(self) -> tuple[Progress, Any]:
-        self.bars.__enter__()
-        return self.bars, self.bars.add_task(self.description, total=None)
-
-    def __exit__(self, *exc: object) -> None:
-        self.bars.__exit__(None, None, None)
-        if exc[0] is None:
-            stderr.print(f"{self.description}: done", highlight=False)
+        store.each(fetch, names)
 
 
-def _bytes_bar(description: str) -> _BytesBar:
-    return _BytesBar(description)
+@contextmanager
+def _bytes_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar of ``total`` bytes; yields what advances it. Says "done" when the block
+    ends without an error."""
+    bars = stderr_bars(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with bars:
+        bar = bars.add_task(description, total=total)
+        yield lambda count: bars.advance(bar, count)
+    stderr.print(f"{description}: done", highlight=False)

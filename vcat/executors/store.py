@@ -117,7 +117,7 @@ class RunStore:
             return {d for d in by_prefix[prefix] if d[2:] not in names}
 
         missing: set[str] = set()
-        for found in self._each(absent, sorted(by_prefix)):
+        for found in self.each(absent, sorted(by_prefix)):
             missing |= found
         return missing
 
@@ -184,7 +184,7 @@ class RunStore:
             for path in sorted(local.rglob("*"))
             if path.is_file()
         }
-        for _ in self._each(
+        for _ in self.each(
             lambda name: self.upload(local / name, posixpath.join(remote, name)), list(sizes)
         ):
             pass
@@ -200,10 +200,11 @@ class RunStore:
             self.download(posixpath.join(remote, name), target)
             report(target.stat().st_size)
 
-        for _ in self._each(fetch, list(names)):
+        for _ in self.each(fetch, list(names)):
             pass
 
-    def _each(self, work: Callable[[Any], Any], items: list[Any]) -> Iterable[Any]:
+    def each(self, work: Callable[[Any], Any], items: list[Any]) -> Iterable[Any]:
+        """``work(item)`` for each of ``items``, ``TRANSFERS`` at a time; their results."""
         if len(items) <= 1:
             return [work(item) for item in items]
         with ThreadPoolExecutor(min(TRANSFERS, len(items))) as pool:
